@@ -1,0 +1,185 @@
+"""The evaluation protocol, batched: P programs x T tasks scored in one jitted call.
+
+Per (program, task) lane, exactly the original's executor (REFERENCE.md §4; `azjax.reference` is
+the one-at-a-time spec): memory zeroed, Setup once; per training example v0 = x, s0 = 0, Predict,
+sigmoid for classification, early stop on NaN or |err| > max_abs_error, then v0 = x, s0 = y, Learn;
+after each epoch, validation with Predict only; fitness is the best validation fitness over epochs,
+0 if training blew up in the first epoch. A SIMD VM cannot skip a dead lane's work, so early
+stopping is a per-lane mask: results after the stop are computed and ignored.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from azjax import program as program_lib
+from azjax import switch_vm, vm
+from azjax.program import Program, ProgramSpec
+
+RMS, ACCURACY = "rms", "accuracy"
+_ENGINES = {
+    "vm": (vm.decode, vm.run_component),
+    "switch": (switch_vm.decode, switch_vm.run_component),
+}
+MAX_ABS_ERROR = 100.0
+
+
+class TaskArrays(NamedTuple):
+    """Task data with a leading task axis: x `[T, N, F]`, y `[T, N]` (training stream in epoch
+    order) and x_valid `[T, Ev, F]`, y_valid `[T, Ev]`."""
+
+    x_train: jax.Array
+    y_train: jax.Array
+    x_valid: jax.Array
+    y_valid: jax.Array
+
+
+class LaneResult(NamedTuple):
+    """Per-lane outputs `[P, T]`; the error records `[P, T, n]` only when asked for (FEC)."""
+
+    fitness: jax.Array
+    train_errors: jax.Array | None
+    valid_errors: jax.Array | None
+
+
+def flip_and_squash(rmse):
+    """The original's regression fitness 1 - (2/pi) atan(rmse), 0 for NaN/inf (REFERENCE.md §4.4)."""
+    fit = 1.0 - (2.0 / math.pi) * jnp.arctan(rmse)
+    return jnp.where(jnp.isfinite(rmse), fit, 0.0)
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("spec", "eval_type", "epoch_size", "max_abs_error", "record", "engine"),
+)
+def evaluate_lanes(
+    population: Program,
+    tasks: TaskArrays,
+    seeds,
+    *,
+    spec: ProgramSpec,
+    eval_type: str,
+    epoch_size: int,
+    max_abs_error: float = MAX_ABS_ERROR,
+    record: bool = False,
+    engine: str = "vm",
+) -> LaneResult:
+    """Scores every program of `population` (`[P]`) on every task of `tasks` (`[T]`).
+
+    Args:
+      seeds: uint32 `[P, T]`, the lanes' random-op seeds.
+      epoch_size: unique training examples per epoch; `tasks.x_train` holds `N` = epochs x that.
+      record: also return |y - s1| after each training Predict and each first-epoch validation
+        Predict (0/1 errors for accuracy), NaN after an early stop: FEC's fingerprint inputs.
+      engine: "vm" (`azjax.vm`) or "switch" (the naive baseline `azjax.switch_vm`).
+    """
+    if engine not in _ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; expected one of {sorted(_ENGINES)}")
+    decode_fn, run_fn = _ENGINES[engine]
+    P = program_lib.population_size(population)
+    T, N, F = tasks.x_train.shape
+    Ev = tasks.x_valid.shape[1]
+    num_epochs = N // epoch_size
+    dtype = tasks.x_train.dtype
+    plans = {c: vm.plan_component(spec, c) for c in program_lib.COMPONENTS}
+    decs = {c: decode_fn(plans[c], getattr(population, c), T) for c in program_lib.COMPONENTS}
+    seeds = jnp.asarray(seeds, jnp.uint32).reshape(-1)
+    B = P * T
+    classify = eval_type == ACCURACY
+
+    def run(c, mem, call):
+        return run_fn(plans[c], mem, decs[c], seeds=seeds, call=call, feature_size=F)
+
+    def with_inputs(mem, label, x):
+        return vm.Memory((label,) + mem.scalars[1:], (x,) + mem.vectors[1:], mem.matrices)
+
+    def train_step(carry, example):
+        mem, stopped, call = carry
+        x, y = example
+        mem = run("predict", with_inputs(mem, jnp.zeros_like(y), x), call)
+        s1 = mem.scalars[1]
+        if classify:
+            s1 = jax.nn.sigmoid(s1)
+            mem = vm.Memory((mem.scalars[0], s1) + mem.scalars[2:], mem.vectors, mem.matrices)
+        err = jnp.abs(y - s1)
+        recorded = jnp.where(stopped, jnp.nan, err)
+        stopped = stopped | ~(err <= max_abs_error)
+        mem = run("learn", with_inputs(mem, y, x), call + 1)
+        return (mem, stopped, call + 2), (recorded if record else None)
+
+    def valid_step(carry, example):
+        mem, loss, bad, call = carry
+        x, y = example
+        mem = run("predict", with_inputs(mem, jnp.zeros_like(y), x), call)
+        s1 = mem.scalars[1]
+        if classify:
+            e = jnp.where((y > 0.5) == (jax.nn.sigmoid(s1) > 0.5), 0.0, 1.0).astype(dtype)
+        else:
+            e = y - s1
+        bad = bad | ~(jnp.abs(e) <= max_abs_error)
+        return (mem, loss + (e if classify else e * e), bad, call + 1), (
+            jnp.abs(e) if record else None
+        )
+
+    x_tr = _lanes_examples(tasks.x_train, P)
+    y_tr = _lanes_examples(tasks.y_train, P)
+    x_va = _lanes_examples(tasks.x_valid, P)
+    y_va = _lanes_examples(tasks.y_valid, P)
+
+    def epoch(carry, data):
+        mem, stopped, best, call = carry
+        xs, ys = data
+        (mem, stopped, call), train_err = jax.lax.scan(train_step, (mem, stopped, call), (xs, ys))
+        zero = jnp.zeros((B,), dtype)
+        (mem, loss, bad, call), valid_err = jax.lax.scan(
+            valid_step, (mem, zero, jnp.zeros((B,), bool), call), (x_va, y_va)
+        )
+        if classify:
+            fit = 1.0 - loss / Ev
+        else:
+            fit = flip_and_squash(jnp.sqrt(loss / Ev))
+        fit = jnp.where(bad, 0.0, fit)
+        best = jnp.where(stopped, best, jnp.maximum(best, fit))
+        if record:
+            valid_err = jnp.where(stopped[None], jnp.nan, valid_err)
+        return (mem, stopped, best, call), (train_err, valid_err)
+
+    mem = vm.zeros_memory(spec, F, B, dtype)
+    mem = run("setup", mem, jnp.int32(0))
+    init = (mem, jnp.zeros((B,), bool), jnp.zeros((B,), dtype), jnp.int32(1))
+    split = lambda a: a.reshape((num_epochs, epoch_size) + a.shape[1:])  # noqa: E731
+    (_, _, best, _), (train_err, valid_err) = jax.lax.scan(epoch, init, (split(x_tr), split(y_tr)))
+    fitness = best.reshape(P, T)
+    if not record:
+        return LaneResult(fitness, None, None)
+    to_pt = lambda e: jnp.moveaxis(e.reshape((-1, P, T)), 0, -1)  # noqa: E731
+    return LaneResult(fitness, to_pt(train_err), to_pt(valid_err[0]))
+
+
+def _lanes_examples(a, num_programs):
+    """`[T, n, ...]` task data to per-example lane arrays `[n, ..., P * T]`."""
+    a = jnp.moveaxis(a, 1, 0)  # [n, T, ...]
+    a = jnp.moveaxis(a, 1, -1)  # [n, ..., T]
+    shape = a.shape[:-1] + (num_programs, a.shape[-1])
+    return jnp.broadcast_to(a[..., None, :], shape).reshape(a.shape[:-1] + (-1,))
+
+
+def lane_seeds(key, num_programs: int, num_tasks: int) -> jax.Array:
+    """uint32 `[P, T]` seeds for the random ops, from a jax.random key (consumed)."""
+    return jax.random.bits(key, (num_programs, num_tasks), jnp.uint32)
+
+
+def combine(fitness, mode: str = "mean") -> np.ndarray:
+    """Per-program fitness over tasks `[P, T] -> [P]`: mean, or the original's upper median."""
+    fitness = np.asarray(fitness, np.float64)
+    if mode == "mean":
+        return fitness.mean(axis=-1)
+    if mode == "median":
+        return np.sort(fitness, axis=-1)[..., fitness.shape[-1] // 2]
+    raise ValueError(f"unknown fitness combination mode {mode!r}; expected 'mean' or 'median'")

@@ -1,0 +1,57 @@
+"""Process-level JAX setup for entry points: CPU devices, the compile cache, the program mesh.
+
+Call `configure` at the start of a script's `main` (before any JAX computation), never on import.
+On CPU, XLA's intra-op threading slows this workload down (VM_DESIGN.md §5.4: ~100 tiny kernels per
+instruction step), so azjax exposes one CPU device per core and shards the population over them:
+each device runs its share of lanes on its own thread.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+PROGRAMS_AXIS = "programs"
+DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "azjax", "jax")
+
+
+def configure(*, num_cpu_devices: int | None = None, cache_dir: str | None = DEFAULT_CACHE_DIR):
+    """Sets the CPU device count (default: one per available core) and the persistent cache.
+
+    Must run before JAX initializes its backends; a later call raises a RuntimeError naming the fix.
+    """
+    if num_cpu_devices is None:
+        num_cpu_devices = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1
+        )
+    try:
+        jax.config.update("jax_num_cpu_devices", int(num_cpu_devices))
+    except RuntimeError as e:  # Backends already initialized.
+        if jax.device_count("cpu") != num_cpu_devices:
+            raise RuntimeError(
+                "azjax.runtime.configure() must be called before any JAX computation "
+                f"(wanted {num_cpu_devices} CPU devices, JAX already has {jax.device_count('cpu')})"
+            ) from e
+    if cache_dir:
+        os.makedirs(cache_dir, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", cache_dir)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+def program_mesh(devices=None) -> Mesh:
+    """A 1-D mesh over the (local) devices; populations are split along its `programs` axis."""
+    devices = jax.local_devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (PROGRAMS_AXIS,))
+
+
+def shard_programs(tree, mesh: Mesh):
+    """Places a pytree whose leaves have a leading program axis, split over the mesh."""
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(PROGRAMS_AXIS)))
+
+
+def replicate(tree, mesh: Mesh):
+    """Places a pytree on every device of the mesh."""
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))

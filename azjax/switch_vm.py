@@ -1,0 +1,79 @@
+"""The naive VM, kept as a benchmark baseline: a per-lane `lax.switch` over the allowed ops.
+
+This is design (a) of VM_DESIGN.md §3, the "obvious" JAX interpreter: per lane, a `fori_loop` over
+slots whose body is a `lax.switch` on the opcode, each branch returning the whole memory updated
+with `.at[].set`, all `vmap`ed over lanes. Under `vmap` the switch becomes a select over every
+branch's full memory, which is why `azjax.vm` groups results by output kind instead. It plugs into
+`azjax.evaluation.evaluate_lanes(..., engine="switch")` with the same protocol and semantics, and
+shares the op kernels, so benchmarks compare the two execution strategies and nothing else.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from azjax import ops as ops_lib
+from azjax import rng
+from azjax.kernels import KERNELS, Operands
+from azjax.program import Component
+from azjax.vm import ComponentPlan, Memory
+
+_BANKS = {ops_lib.Kind.SCALAR: 0, ops_lib.Kind.VECTOR: 1, ops_lib.Kind.MATRIX: 2}
+
+
+def decode(plan: ComponentPlan, component: Component, num_tasks: int) -> dict[str, jax.Array]:
+    """Raw per-slot fields `[L, B]`: op, in1, in2, out and the constants."""
+    code, consts = jnp.asarray(component.code), jnp.asarray(component.consts)
+    fields = {"op": code[..., 0], "in1": code[..., 1], "in2": code[..., 2], "out": code[..., 3]}
+    fields.update({f"c{j}": consts[..., j] for j in range(ops_lib.NUM_CONSTS)})
+    return {k: jnp.repeat(v.T, num_tasks, axis=1) for k, v in fields.items()}
+
+
+def _branch(op_id: int, feature_size: int):
+    """The switch branch of one op: reads operands, applies the kernel, returns the whole memory."""
+    spec = ops_lib.OPS[op_id]
+
+    def branch(banks, ins, key):
+        if op_id == ops_lib.NO_OP:
+            return banks
+        reads = [{}, {}, {}]
+        for role, kind, addr in (("a", spec.in1, ins["in1"]), ("b", spec.in2, ins["in2"])):
+            if kind != ops_lib.Kind.NONE:
+                reads[_BANKS[kind]][role] = banks[_BANKS[kind]][addr]
+        out_bank = _BANKS[spec.out]
+        reads[out_bank]["o"] = banks[out_bank][ins["out"]]
+        consts = tuple(ins[f"c{j}"][None] for j in range(ops_lib.NUM_CONSTS))
+        o = Operands(
+            feature_size=feature_size, s=reads[0], v=reads[1], m=reads[2], c=consts, key=key,
+            dtype=banks[0].dtype,
+        )
+        banks = list(banks)
+        banks[out_bank] = banks[out_bank].at[ins["out"]].set(KERNELS[op_id](o).astype(o.dtype))
+        return tuple(banks)
+
+    return branch
+
+
+def run_component(plan: ComponentPlan, mem: Memory, dec: dict, *, seeds, call, feature_size: int):
+    """Same contract as `azjax.vm.run_component`, executed the naive way."""
+    valid = sorted({ops_lib.NO_OP, *(i for g in plan.groups for i in g)})
+    position = jnp.zeros(ops_lib.NUM_OPS, jnp.int32).at[jnp.asarray(valid)].set(
+        jnp.arange(len(valid))
+    )
+    branches = [_branch(i, feature_size) for i in valid]
+
+    def one_lane(banks, dec_lane, seed):
+        # A lane's banks get a trailing lane axis of size 1, so the shared kernels apply unchanged.
+        banks = tuple(b[..., None] for b in banks)  # [S, 1], [V, F, 1], [M, F, F, 1]
+
+        def body(i, banks):
+            ins = {k: v[i] for k, v in dec_lane.items()}
+            key = rng.draw_key(seed[None], call, i, xp=jnp)
+            return jax.lax.switch(position[ins["op"]], branches, banks, ins, key)
+
+        return tuple(b[..., 0] for b in jax.lax.fori_loop(0, plan.size, body, banks))
+
+    stacked = tuple(jnp.stack(bank) for bank in mem)  # [S, B], [V, F, B], [M, F, F, B]
+    out = jax.vmap(one_lane, in_axes=(-1, -1, 0), out_axes=-1)(stacked, dec, seeds)
+    return Memory(*(tuple(bank) for bank in out))
