@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from azjax import program as program_lib
-from azjax import switch_vm, vm
+from azjax import rng, switch_vm, vm
 from azjax.program import Program, ProgramSpec
 
 RMS, ACCURACY = "rms", "accuracy"
@@ -89,12 +89,15 @@ def evaluate_lanes(
     dtype = tasks.x_train.dtype
     plans = {c: vm.plan_component(spec, c) for c in program_lib.COMPONENTS}
     decs = {c: decode_fn(plans[c], getattr(population, c), T) for c in program_lib.COMPONENTS}
+    slots = {c: vm.num_live_slots(getattr(population, c)) for c in program_lib.COMPONENTS}
     seeds = jnp.asarray(seeds, jnp.uint32).reshape(-1)
     B = P * T
     classify = eval_type == ACCURACY
 
     def run(c, mem, call):
-        return run_fn(plans[c], mem, decs[c], seeds=seeds, call=call, feature_size=F)
+        return run_fn(
+            plans[c], mem, decs[c], seeds=seeds, call=call, feature_size=F, num_slots=slots[c]
+        )
 
     def with_inputs(mem, label, x):
         return vm.Memory((label,) + mem.scalars[1:], (x,) + mem.vectors[1:], mem.matrices)
@@ -170,9 +173,14 @@ def _lanes_examples(a, num_programs):
     return jnp.broadcast_to(a[..., None, :], shape).reshape(a.shape[:-1] + (-1,))
 
 
-def lane_seeds(key, num_programs: int, num_tasks: int) -> jax.Array:
-    """uint32 `[P, T]` seeds for the random ops, from a jax.random key (consumed)."""
-    return jax.random.bits(key, (num_programs, num_tasks), jnp.uint32)
+def lane_seeds(key, num_programs: int, num_tasks: int) -> np.ndarray:
+    """uint32 `[P, T]` seeds for the random ops, from a jax.random key (consumed).
+
+    One draw from the key, expanded by the counter hash: no per-shape compile of a PRNG kernel.
+    """
+    base = np.asarray(jax.random.bits(key, (), jnp.uint32))
+    lanes = np.arange(num_programs * num_tasks, dtype=np.uint32).reshape(num_programs, num_tasks)
+    return rng.lowbias32(rng.lowbias32(lanes) ^ base)
 
 
 def combine(fitness, mode: str = "mean") -> np.ndarray:

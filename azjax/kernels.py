@@ -169,10 +169,10 @@ KERNELS: dict[int, Callable[[Operands], jax.Array]] = {
     43: lambda o: _matmul(o.m["a"], o.m["b"], o.F),
     44: lambda o: _min(o.s["a"], o.s["b"]),
     45: lambda o: _min(o.v["a"], o.v["b"]),
-    46: lambda o: _min(o.m["a"], o.m["b"]),
+    46: lambda o: jnp.where(o.m["a"] < o.m["b"], o.m["a"], o.m["b"]),  # a loop, not std::min
     47: lambda o: _max(o.s["a"], o.s["b"]),
     48: lambda o: _max(o.v["a"], o.v["b"]),
-    49: lambda o: _max(o.m["a"], o.m["b"]),
+    49: lambda o: jnp.where(o.m["a"] > o.m["b"], o.m["a"], o.m["b"]),  # a loop, not std::max
     50: lambda o: jnp.mean(o.v["a"], axis=0),
     51: lambda o: jnp.mean(o.m["a"], axis=(0, 1)),
     52: lambda o: jnp.mean(o.m["a"], axis=1),

@@ -55,7 +55,9 @@ def _branch(op_id: int, feature_size: int):
     return branch
 
 
-def run_component(plan: ComponentPlan, mem: Memory, dec: dict, *, seeds, call, feature_size: int):
+def run_component(
+    plan: ComponentPlan, mem: Memory, dec: dict, *, seeds, call, feature_size: int, num_slots=None
+):
     """Same contract as `azjax.vm.run_component`, executed the naive way."""
     valid = sorted({ops_lib.NO_OP, *(i for g in plan.groups for i in g)})
     position = jnp.zeros(ops_lib.NUM_OPS, jnp.int32).at[jnp.asarray(valid)].set(
@@ -72,7 +74,8 @@ def run_component(plan: ComponentPlan, mem: Memory, dec: dict, *, seeds, call, f
             key = rng.draw_key(seed[None], call, i, xp=jnp)
             return jax.lax.switch(position[ins["op"]], branches, banks, ins, key)
 
-        return tuple(b[..., 0] for b in jax.lax.fori_loop(0, plan.size, body, banks))
+        upper = dec_lane["op"].shape[0] if num_slots is None else num_slots
+        return tuple(b[..., 0] for b in jax.lax.fori_loop(0, upper, body, banks))
 
     stacked = tuple(jnp.stack(bank) for bank in mem)  # [S, B], [V, F, B], [M, F, F, B]
     out = jax.vmap(one_lane, in_axes=(-1, -1, 0), out_axes=-1)(stacked, dec, seeds)

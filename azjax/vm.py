@@ -79,7 +79,6 @@ class ComponentPlan:
     allowed ops read, role 'a' = in1, 'b' = in2, 'o' = the output's old value (partial writes).
     """
 
-    size: int
     bank_sizes: tuple[int, int, int]
     groups: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
     operands: frozenset[tuple[str, str]]
@@ -104,7 +103,6 @@ def plan_component(spec: ProgramSpec, component: str) -> ComponentPlan:
         if op.id in PARTIAL_WRITE_OPS:
             operands.add((_BANK[op.out], "o"))
     return ComponentPlan(
-        size=cs.size,
         bank_sizes=(spec.num_scalars, spec.num_vectors, spec.num_matrices),
         groups=tuple(tuple(op.id for op in table if op.out == k) for k in _KINDS),
         operands=frozenset(operands),
@@ -183,16 +181,30 @@ def _write(plan: ComponentPlan, mem: Memory, new, targets) -> Memory:
     return Memory(*banks)
 
 
-def run_component(plan: ComponentPlan, mem: Memory, dec: dict, *, seeds, call, feature_size: int):
-    """Runs the L slots of one component in every lane; returns the new memory.
+def num_live_slots(component: Component) -> jax.Array:
+    """int32 scalar: 1 + the last slot holding a non-NO_OP in any program (0 if all NO_OPs).
+
+    The VM loops only that far: pruned and compacted programs skip their dead tail at run time,
+    without a new compile.
+    """
+    op = jnp.asarray(component.code)[..., 0]
+    slot = jnp.arange(1, op.shape[-1] + 1, dtype=jnp.int32)
+    return jnp.max(jnp.where(op != ops_lib.NO_OP, slot, 0))
+
+
+def run_component(
+    plan: ComponentPlan, mem: Memory, dec: dict, *, seeds, call, feature_size: int, num_slots=None
+):
+    """Runs the slots of one component in every lane; returns the new memory.
 
     Args:
       dec: `decode` output, fields `[L, B]`.
       seeds: uint32 `[B]` lane seeds for the random ops; `call`: int32 scalar call number.
+      num_slots: optional traced int32 bound (`num_live_slots`); slots past it must be NO_OPs.
     """
     if not plan.out_kinds:
         return mem
-    L = plan.size
+    L = next(iter(dec.values())).shape[0]
     targets_of = lambda d: tuple(d.get(f"w_{_BANK[k]}") for k in _KINDS)  # noqa: E731
 
     def step(i, mem, cur):
@@ -215,7 +227,8 @@ def run_component(plan: ComponentPlan, mem: Memory, dec: dict, *, seeds, call, f
         tuple(None if g is None else jnp.zeros_like(g) for g in _shapes_like(plan, mem)),
         tuple(None if t is None else jnp.full_like(t, -1) for t in targets_of(cur0)),
     )
-    mem, pending, _ = jax.lax.fori_loop(0, L, body, (mem, pending0, cur0))
+    upper = L if num_slots is None else num_slots
+    mem, pending, _ = jax.lax.fori_loop(0, upper, body, (mem, pending0, cur0))
     return _write(plan, mem, *pending)
 
 

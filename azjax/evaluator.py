@@ -1,0 +1,300 @@
+"""Fitness of whole populations on task collections, chunked, sharded and with work avoidance.
+
+`score` is the plain evaluation (REFERENCE.md §4.7): every program on every task, mean (or median)
+over tasks. `SearchEvaluator` is what the search calls for each batch of children. It avoids work
+in three stages, each counted:
+  1. dead-code elimination (`azjax.pruning`) then structural dedupe: a child whose pruned program
+     (and train budget) equals one already scored reuses that score;
+  2. FEC as the original (§8): a cheap first VM pass on the first 10 train + 10 valid examples of
+     each task gives a fingerprint per (program, task); a cached fingerprint reuses its fitness;
+  3. only the remaining children get the full evaluation.
+Both caches are LRU with the original's forget rule (`azjax.fec.FECCache`), so noisy (random-op)
+programs are re-evaluated every `forget_every` hits.
+
+VM calls run on fixed-shape chunks of programs (padded with NO_OP programs, power-of-two buckets,
+so compiles stay few), each chunk sharded over the devices of a 1-D mesh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from azjax import budget as budget_lib
+from azjax import ops as ops_lib
+from azjax import evaluation, fec, pruning, runtime
+from azjax import program as program_lib
+from azjax.program import Program, ProgramSpec
+from azjax.tasks import TaskInfo, TaskSet
+
+FEC_SEED = 235732282  # The original re-seeds its FEC generator to this before every fingerprint.
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluatorConfig:
+    """Static evaluation settings.
+
+    fec_num_train / fec_num_valid: FEC fingerprint examples per task (0 disables FEC).
+    budget_factor: the train budget's threshold factor (used when a baseline program is given).
+    chunk_size: programs per VM call at most (lanes = programs x tasks; ~2-4k lanes is the sweet
+      spot on CPU, VM_DESIGN.md §4.1).
+    """
+
+    spec: ProgramSpec
+    max_abs_error: float = evaluation.MAX_ABS_ERROR
+    combination: str = "mean"
+    fec_num_train: int = 10
+    fec_num_valid: int = 10
+    fec_cache_size: int = 100_000
+    fec_forget_every: int = 100
+    dedupe: bool = True
+    budget_factor: float = 2.0
+    chunk_size: int = 256
+
+    def __post_init__(self):
+        if self.combination not in ("mean", "median"):
+            raise ValueError(f"combination must be 'mean' or 'median', got {self.combination!r}")
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if self.fec_num_train < 0 or self.fec_num_valid < 0:
+            raise ValueError("fec_num_train and fec_num_valid must be >= 0")
+
+
+class TaskGroup(NamedTuple):
+    """One task spec's tasks, placed on the mesh, with their positions in the collection."""
+
+    tasks: TaskSet
+    info: TaskInfo
+    index: np.ndarray  # int [T]: task indices within the collection (FEC keys include them).
+
+
+def place_collection(collection, mesh) -> list[TaskGroup]:
+    """Replicates each (TaskSet, TaskInfo) of a collection on the mesh and numbers its tasks."""
+    groups, start = [], 0
+    for tasks, info in collection:
+        groups.append(TaskGroup(runtime.replicate(tasks, mesh), info, np.arange(start, start + info.num_tasks)))
+        start += info.num_tasks
+    return groups
+
+
+def _bucket(n: int, num_devices: int, chunk_size: int) -> int:
+    """Chunk length for n programs: a power of two times the device count, at most chunk_size."""
+    size = num_devices
+    while size < min(n, chunk_size):
+        size *= 2
+    return size
+
+
+def run_chunked(population: Program, group: TaskGroup, seeds, *, config, mesh, record=False,
+                num_train=None, num_valid=None) -> evaluation.LaneResult:
+    """`evaluation.evaluate_lanes` over a population of any size, in padded, sharded chunks.
+
+    seeds: uint32 `[P, T]`. num_train / num_valid: use only that many leading examples (FEC).
+    Returns numpy arrays `[P, T]` (and `[P, T, n]` records).
+    """
+    P = program_lib.population_size(population)
+    tasks, info = group.tasks, group.info
+    epoch_size = info.epoch_size
+    if num_train is not None:
+        tasks = tasks._replace(x_train=tasks.x_train[:, :num_train], y_train=tasks.y_train[:, :num_train])
+        epoch_size = num_train
+    if num_valid is not None:
+        tasks = tasks._replace(x_valid=tasks.x_valid[:, :num_valid], y_valid=tasks.y_valid[:, :num_valid])
+    chunk = _bucket(P, mesh.size, config.chunk_size)
+    pad = -P % chunk
+    population = jax.tree_util.tree_map(
+        lambda x: np.concatenate([np.asarray(x), np.zeros((pad,) + np.shape(x)[1:], np.asarray(x).dtype)]),
+        population,
+    )
+    seeds = np.concatenate([np.asarray(seeds, np.uint32), np.zeros((pad, info.num_tasks), np.uint32)])
+    outs = []
+    for start in range(0, P + pad, chunk):
+        part = jax.tree_util.tree_map(lambda x, s=start: x[s : s + chunk], (population, seeds))
+        part = runtime.shard_programs(part, mesh)
+        outs.append(
+            evaluation.evaluate_lanes(
+                part[0], tasks, part[1], spec=config.spec, eval_type=info.eval_type,
+                epoch_size=epoch_size, max_abs_error=config.max_abs_error, record=record,
+            )
+        )
+    return jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs])[:P], *outs)
+
+
+def train_counts(population: Program, group: TaskGroup, baseline: Program | None, factor: float):
+    """Training examples each program gets on this group: all, or 0 when over the train budget."""
+    n = group.info.epoch_size * group.info.num_train_epochs
+    if baseline is None:
+        return np.full(program_lib.population_size(population), n, np.int64)
+    return np.asarray(budget_lib.train_examples(population, baseline, n, factor), np.int64)
+
+
+def score(population: Program, groups, key, *, config: EvaluatorConfig, mesh, baseline=None):
+    """Full evaluation, no caches: per-task fitness `[P, T_total]` (numpy). The key is consumed."""
+    P = program_lib.population_size(population)
+    per_group = []
+    for group, k in zip(groups, jax.random.split(key, len(groups)), strict=True):
+        seeds = evaluation.lane_seeds(k, P, group.info.num_tasks)
+        counts = train_counts(population, group, baseline, config.budget_factor)
+        fit = np.zeros((P, group.info.num_tasks))
+        run = np.flatnonzero(counts > 0)
+        if run.size:
+            result = run_chunked(program_lib.index(population, run), group, np.asarray(seeds)[run],
+                                 config=config, mesh=mesh)
+            fit[run] = result.fitness
+        per_group.append(fit)
+    return np.concatenate(per_group, axis=1)
+
+
+@dataclasses.dataclass
+class Counters:
+    """What each work-avoidance stage saved, and the work done (train steps as the original)."""
+
+    children: int = 0
+    dedupe_hits: int = 0
+    budget_rejected: int = 0
+    fec_hits: int = 0
+    full_evaluations: int = 0
+    train_steps: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+class SearchEvaluator:
+    """Scores batches of children with DCE + dedupe, FEC and full evaluation (module docstring).
+
+    Holds the two host-side LRU caches and the counters: mutable by design, like the original's
+    FECCache; `state_arrays` / `load_state_arrays` make it part of a checkpoint.
+    """
+
+    def __init__(self, groups, *, config: EvaluatorConfig, mesh, baseline: Program | None = None):
+        for g in groups:
+            if config.fec_num_train and g.info.epoch_size < config.fec_num_train:
+                raise ValueError(
+                    f"FEC needs {config.fec_num_train} training examples per task, but a search task "
+                    f"spec has only {g.info.epoch_size}"
+                )
+        self.groups, self.config, self.mesh, self.baseline = groups, config, mesh, baseline
+        self.structural = fec.FECCache(config.fec_cache_size, config.fec_forget_every)
+        self.fec = fec.FECCache(config.fec_cache_size, config.fec_forget_every)
+        self.counters = Counters()
+
+    @property
+    def num_tasks(self) -> int:
+        return sum(g.info.num_tasks for g in self.groups)
+
+    def evaluate(self, children: Program, key) -> np.ndarray:
+        """Combined fitness `[K]` of K children (numpy). The key is consumed."""
+        cfg, K = self.config, program_lib.population_size(children)
+        self.counters.children += K
+        counts = np.stack([train_counts(children, g, self.baseline, cfg.budget_factor) for g in self.groups], 1)
+        fitness = np.zeros(K)
+        todo = np.flatnonzero(counts.sum(1) > 0)
+        self.counters.budget_rejected += K - todo.size
+        if todo.size == 0:
+            return fitness
+        candidates = program_lib.index(children, todo)
+        if cfg.dedupe:
+            hashes = pruning.program_hashes(pruning.prune(candidates, cfg.spec), train_counts=counts[todo].sum(1))
+            hit, cached = self.structural.lookup(hashes)
+            fitness[todo[hit]] = cached[hit]
+            self.counters.dedupe_hits += int(hit.sum())
+            first, inverse = fec.unique_misses(hashes, hit)
+            self.counters.dedupe_hits += int((~hit).sum()) - first.size
+            values = self._evaluate_unique(program_lib.index(candidates, first), counts[todo[first]], key)
+            fitness[todo[~hit]] = values[inverse]
+            self.structural.insert(hashes[first], values)
+        else:
+            fitness[todo] = self._evaluate_unique(candidates, counts[todo], key)
+        return fitness
+
+    def _evaluate_unique(self, programs: Program, counts, key) -> np.ndarray:
+        """FEC then full evaluation of distinct programs; combined fitness `[U]`.
+
+        The programs run pruned and, where no random op makes slot positions matter, compacted
+        and sorted by length, so each VM chunk stops at its longest live component.
+        """
+        cfg = self.config
+        programs, order = compact(pruning.prune(programs, cfg.spec), cfg.spec)
+        counts = counts[order]
+        fitness = np.empty(len(order))
+        fitness[order] = self._evaluate_sorted(programs, counts, key)
+        return fitness
+
+    def _evaluate_sorted(self, programs: Program, counts, key) -> np.ndarray:
+        cfg = self.config
+        U, T = program_lib.population_size(programs), self.num_tasks
+        per_task = np.zeros((U, T))
+        need = np.ones((U, T), bool)
+        if cfg.fec_num_train:
+            prints = self._fingerprints(programs, counts)
+            hit, cached = self.fec.lookup(prints.reshape(-1))
+            hit = hit.reshape(U, T)
+            per_task[hit] = cached.reshape(U, T)[hit]
+            need = ~hit
+            self.counters.fec_hits += int(hit.all(1).sum())
+        run = np.flatnonzero(need.any(1))
+        self.counters.full_evaluations += run.size
+        if run.size:
+            full = score(program_lib.index(programs, run), self.groups, key, config=cfg, mesh=self.mesh,
+                         baseline=self.baseline)
+            per_task[run] = np.where(need[run], full, per_task[run])
+            self.counters.train_steps += int(np.repeat(counts[run], [g.info.num_tasks for g in self.groups], 1).sum())
+            if cfg.fec_num_train:
+                self.fec.insert(prints[run][need[run]], full[need[run]])
+        return evaluation.combine(per_task, cfg.combination)
+
+    def _fingerprints(self, programs: Program, counts) -> np.ndarray:
+        """FEC fingerprints `[U, T]` from the first-pass errors (REFERENCE.md §8.2)."""
+        cfg, U = self.config, program_lib.population_size(programs)
+        prints = []
+        for j, g in enumerate(self.groups):
+            seeds = np.full((U, g.info.num_tasks), FEC_SEED, np.uint32)
+            res = run_chunked(programs, g, seeds, config=cfg, mesh=self.mesh, record=True,
+                              num_train=cfg.fec_num_train, num_valid=cfg.fec_num_valid)
+            self.counters.train_steps += U * g.info.num_tasks * cfg.fec_num_train
+            # Errors after an early stop are NaN, so the records also say when training stopped.
+            prints.append(fec.fingerprint(res.train_errors, res.valid_errors, counts[:, j], g.index))
+        return np.concatenate(prints, axis=1)
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The caches and counters as flat numpy arrays (for checkpoints)."""
+        out = {f"structural/{k}": v for k, v in self.structural.state_arrays().items()}
+        out.update({f"fec/{k}": v for k, v in self.fec.state_arrays().items()})
+        out.update({f"counters/{k}": np.asarray(v, np.int64) for k, v in self.counters.as_dict().items()})
+        return out
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        pick = lambda prefix: {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}  # noqa: E731
+        self.structural = fec.FECCache.from_state_arrays(pick("structural/"))
+        self.fec = fec.FECCache.from_state_arrays(pick("fec/"))
+        self.counters = Counters(**{k: int(v) for k, v in pick("counters/").items()})
+
+
+
+def compact(programs: Program, spec: ProgramSpec) -> tuple[Program, np.ndarray]:
+    """Moves each component's non-NO_OP instructions to the front and sorts programs by length.
+
+    A component whose allowed ops include a random op is left in place: its draws are keyed by
+    slot (`azjax.rng`). Returns the reordered programs and `order`, with result i = input order[i].
+    """
+    comps, lengths = [], []
+    for c in program_lib.COMPONENTS:
+        comp = getattr(programs, c)
+        live = np.asarray(comp.code)[..., 0] != 0
+        if any(ops_lib.OPS[i].is_random for i in spec.component(c).valid_ops):
+            last = np.where(live, np.arange(1, live.shape[-1] + 1), 0).max(-1)
+            comps.append(comp)
+            lengths.append(last)
+            continue
+        slot_order = np.argsort(~live, axis=-1, kind="stable")[..., None]
+        code = np.take_along_axis(np.asarray(comp.code), slot_order, axis=-2)
+        consts = np.take_along_axis(np.asarray(comp.consts), slot_order, axis=-2)
+        length = live.sum(-1).astype(np.int32)
+        comps.append(program_lib.Component(code, consts, length))
+        lengths.append(length)
+    order = np.lexsort(lengths[::-1])
+    return program_lib.index(Program(*comps), order), order

@@ -1,0 +1,172 @@
+"""Regularized (aging) evolution, batched (REFERENCE.md §7.1; paper §3).
+
+The original is steady state: per step, one tournament (T indices with replacement, the fittest
+wins, the first seen on ties), one mutated child, evaluated, replacing the oldest individual. Here
+each generation draws K tournaments on the current population, mutates the K winners, evaluates
+the K children in one batch, and replaces the K oldest. K = 1 is exactly the original algorithm;
+larger K is what fills the VM's batches. The dynamics change with K: the K tournaments of a
+generation cannot pick each other's children, so selection lags by up to K/P of a population turn
+over (with K = P/10, a child's earliest possible reuse is one generation = 10% of a turnover later).
+`scripts/benchmark_search.py --children_per_generation=...` measures the effect on time-to-solve.
+
+Random search (`mode="random"`) uses the same loop with fresh random programs as children.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from azjax import generator, mutation
+from azjax import program as program_lib
+from azjax.program import Program, ProgramSpec
+
+MODES = ("evolution", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvolutionConfig:
+    """Regularized-evolution settings (static). `sizes`: initial component sizes (size_init)."""
+
+    spec: ProgramSpec
+    mutation: mutation.MutationParams
+    sizes: tuple[int, int, int]
+    population_size: int = 1000
+    tournament_size: int = 10
+    children_per_generation: int = 100
+    initial_population: str = "RANDOM"
+    mode: str = "evolution"
+
+    def __post_init__(self):
+        P, K, T = self.population_size, self.children_per_generation, self.tournament_size
+        if P < 1:
+            raise ValueError(f"population_size must be >= 1, got {P}")
+        if not 1 <= K <= P:
+            raise ValueError(f"children_per_generation must be in [1, population_size={P}], got {K}")
+        if T < 1:
+            raise ValueError(f"tournament_size must be >= 1, got {T}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        generator.canonical_name(self.initial_population)  # Raises on unknown names.
+
+
+class PopulationState(NamedTuple):
+    """The evolving population and its bookkeeping (host numpy, except the typed PRNG key).
+
+    Slots are overwritten cyclically from `cursor`, so the slots at `cursor...` hold the oldest.
+    """
+
+    programs: Program  # [P]
+    fitness: np.ndarray  # float64 [P]
+    cursor: np.ndarray  # int64 []: the next slot to replace.
+    key: jax.Array  # typed PRNG key, advanced every generation.
+    num_individuals: np.ndarray  # int64 []
+    generation: np.ndarray  # int64 []
+    best_program: Program  # the best individual ever evaluated (unbatched).
+    best_fitness: np.ndarray  # float64 []
+
+
+def _to_numpy(tree):
+    return jax.tree_util.tree_map(np.asarray, tree)
+
+
+def init(key, evaluate, config: EvolutionConfig) -> PopulationState:
+    """Builds and evaluates the initial population. `evaluate(programs, key) -> fitness [K]`."""
+    k_init, k_eval, key = jax.random.split(key, 3)
+    programs = _to_numpy(_initial_population(k_init, config=config))
+    fitness = np.asarray(evaluate(programs, k_eval), np.float64)
+    best = int(np.argmax(fitness))
+    return PopulationState(
+        programs=programs,
+        fitness=fitness,
+        cursor=np.int64(0),
+        key=key,
+        num_individuals=np.int64(config.population_size),
+        generation=np.int64(0),
+        best_program=program_lib.index(programs, best),
+        best_fitness=np.float64(fitness[best]),
+    )
+
+
+def tournament(key, fitness: np.ndarray, num_children: int, tournament_size: int) -> np.ndarray:
+    """Indices `[K]` of K tournament winners: T draws with replacement, first-seen max wins."""
+    P = fitness.shape[0]
+    contestants = np.asarray(jax.random.randint(key, (num_children, tournament_size), 0, P))
+    return contestants[np.arange(num_children), np.argmax(fitness[contestants], axis=1)]
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "params"))
+def _mutate(key, parents, *, spec, params):
+    return mutation.mutate_batch(key, parents, spec, params)
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _initial_population(key, *, config):
+    return generator.make_initial_population(
+        key, config.initial_population, config.spec, config.sizes, config.population_size
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _random_children(key, *, config):
+    K = config.children_per_generation
+    return generator.make_initial_population(key, "RANDOM", config.spec, config.sizes, K)
+
+
+def make_children(key, state: PopulationState, config: EvolutionConfig) -> Program:
+    """K children: mutated tournament winners, or fresh random programs in random-search mode."""
+    k_select, k_mutate = jax.random.split(key)
+    if config.mode == "random":
+        return _to_numpy(_random_children(k_mutate, config=config))
+    winners = tournament(k_select, state.fitness, config.children_per_generation, config.tournament_size)
+    parents = program_lib.index(state.programs, winners)
+    return _to_numpy(_mutate(k_mutate, parents, spec=config.spec, params=config.mutation))
+
+
+def step(state: PopulationState, evaluate, config: EvolutionConfig) -> PopulationState:
+    """One generation: K children evaluated together replace the K oldest individuals."""
+    key, k_children, k_eval = jax.random.split(state.key, 3)
+    children = make_children(k_children, state, config)
+    fitness = np.asarray(evaluate(children, k_eval), np.float64)
+    K, P = config.children_per_generation, config.population_size
+    slots = (int(state.cursor) + np.arange(K)) % P
+    programs = jax.tree_util.tree_map(
+        lambda pop, kids: _replace_rows(pop, slots, kids), state.programs, children
+    )
+    all_fitness = state.fitness.copy()
+    all_fitness[slots] = fitness
+    best = int(np.argmax(fitness))
+    better = fitness[best] > state.best_fitness
+    return PopulationState(
+        programs=programs,
+        fitness=all_fitness,
+        cursor=np.int64((int(state.cursor) + K) % P),
+        key=key,
+        num_individuals=np.int64(state.num_individuals + K),
+        generation=np.int64(state.generation + 1),
+        best_program=program_lib.index(children, best) if better else state.best_program,
+        best_fitness=np.float64(fitness[best]) if better else state.best_fitness,
+    )
+
+
+def _replace_rows(pop: np.ndarray, slots: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    out = np.array(pop, copy=True)
+    out[slots] = rows
+    return out
+
+
+def best_of_population(state: PopulationState) -> tuple[Program, float]:
+    """The original's candidate: the fittest individual of the current population (first on ties)."""
+    i = int(np.argmax(state.fitness))
+    return program_lib.index(state.programs, i), float(state.fitness[i])
+
+
+def population_stats(state: PopulationState) -> dict[str, float]:
+    """mean, stdev (population, as the original) and best fitness of the current population."""
+    f = state.fitness
+    return {"mean": float(f.mean()), "stdev": float(np.sqrt(max(f.var(), 0.0))), "best": float(f.max())}
