@@ -198,6 +198,9 @@ def load_checkpoint(path, like, expected_metadata: dict | None = None) -> tuple[
     """
     path = os.fspath(path)
     header, arrays = _read(path)
+    metadata = header["user"]
+    if expected_metadata is not None:  # First: a config mismatch explains a shape mismatch.
+        _check_metadata(path, metadata, expected_metadata)
     like_with_path, treedef = jax.tree_util.tree_flatten_with_path(like)
     if str(treedef) != header["treedef"]:
         raise CheckpointError(
@@ -219,9 +222,6 @@ def load_checkpoint(path, like, expected_metadata: dict | None = None) -> tuple[
                 f"checkpoint {path} leaf {i} {jax.tree_util.keystr(key_path)} holds "
                 f"{info['key_impl']} keys, but this run uses {want['key_impl']}"
             )
-    metadata = header["user"]
-    if expected_metadata is not None:
-        _check_metadata(path, metadata, expected_metadata)
     leaves = [
         _restore_leaf(arr, info, like_leaf)
         for arr, info, (_, like_leaf) in zip(arrays, header["leaves"], like_with_path, strict=True)

@@ -11,8 +11,8 @@ in three stages, each counted:
 Both caches are LRU with the original's forget rule (`azjax.fec.FECCache`), so noisy (random-op)
 programs are re-evaluated every `forget_every` hits.
 
-VM calls run on fixed-shape chunks of programs (padded with NO_OP programs, power-of-two buckets,
-so compiles stay few), each chunk sharded over the devices of a 1-D mesh.
+VM calls run on fixed-shape chunks of programs (padded with NO_OP programs, power-of-four buckets,
+so compiles stay few), dispatched round-robin over the local devices and run concurrently.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 
 from azjax import budget as budget_lib
 from azjax import ops as ops_lib
-from azjax import evaluation, fec, pruning, runtime
+from azjax import evaluation, fec, pruning
 from azjax import program as program_lib
 from azjax.program import Program, ProgramSpec
 from azjax.tasks import TaskInfo, TaskSet
@@ -64,46 +64,59 @@ class EvaluatorConfig:
 
 
 class TaskGroup(NamedTuple):
-    """One task spec's tasks, placed on the mesh, with their positions in the collection."""
+    """One task spec's tasks, copied to every device, with their positions in the collection.
 
-    tasks: TaskSet
+    `fec_tasks` are the same tasks cut to the FEC fingerprint's first examples (None: no FEC).
+    """
+
+    tasks: tuple[TaskSet, ...]  # one copy per device
+    fec_tasks: tuple[TaskSet, ...] | None
     info: TaskInfo
     index: np.ndarray  # int [T]: task indices within the collection (FEC keys include them).
+    devices: tuple
 
 
-def place_collection(collection, mesh) -> list[TaskGroup]:
-    """Replicates each (TaskSet, TaskInfo) of a collection on the mesh and numbers its tasks."""
+def place_collection(collection, *, devices=None, fec_num_train=0, fec_num_valid=0) -> list[TaskGroup]:
+    """Copies each (TaskSet, TaskInfo) of a collection to every device and numbers its tasks."""
+    devices = tuple(jax.local_devices() if devices is None else devices)
     groups, start = [], 0
     for tasks, info in collection:
-        groups.append(TaskGroup(runtime.replicate(tasks, mesh), info, np.arange(start, start + info.num_tasks)))
+        fec = None
+        if fec_num_train:
+            cut = tasks._replace(
+                x_train=tasks.x_train[:, :fec_num_train], y_train=tasks.y_train[:, :fec_num_train],
+                x_valid=tasks.x_valid[:, :fec_num_valid], y_valid=tasks.y_valid[:, :fec_num_valid],
+            )
+            fec = tuple(jax.device_put(cut, d) for d in devices)
+        copies = tuple(jax.device_put(tasks, d) for d in devices)
+        groups.append(TaskGroup(copies, fec, info, np.arange(start, start + info.num_tasks), devices))
         start += info.num_tasks
     return groups
 
 
-def _bucket(n: int, num_devices: int, chunk_size: int) -> int:
-    """Chunk length for n programs: a power of two times the device count, at most chunk_size."""
-    size = num_devices
-    while size < min(n, chunk_size):
-        size *= 2
-    return size
+def _bucket(n: int, chunk_size: int) -> int:
+    """Programs per VM call for n programs on one device: a power of 4, at most chunk_size.
 
-
-def run_chunked(population: Program, group: TaskGroup, seeds, *, config, mesh, record=False,
-                num_train=None, num_valid=None) -> evaluation.LaneResult:
-    """`evaluation.evaluate_lanes` over a population of any size, in padded, sharded chunks.
-
-    seeds: uint32 `[P, T]`. num_train / num_valid: use only that many leading examples (FEC).
-    Returns numpy arrays `[P, T]` (and `[P, T, n]` records).
+    Few distinct shapes keep compiles few; padding wastes at most 3/4 of a small call.
     """
-    P = program_lib.population_size(population)
-    tasks, info = group.tasks, group.info
-    epoch_size = info.epoch_size
-    if num_train is not None:
-        tasks = tasks._replace(x_train=tasks.x_train[:, :num_train], y_train=tasks.y_train[:, :num_train])
-        epoch_size = num_train
-    if num_valid is not None:
-        tasks = tasks._replace(x_valid=tasks.x_valid[:, :num_valid], y_valid=tasks.y_valid[:, :num_valid])
-    chunk = _bucket(P, mesh.size, config.chunk_size)
+    size = 1
+    while size < min(n, chunk_size):
+        size *= 4
+    return min(size, chunk_size)
+
+
+def run_chunked(population: Program, group: TaskGroup, seeds, *, config, fec=False) -> evaluation.LaneResult:
+    """`evaluation.evaluate_lanes` over a population of any size, in padded fixed-shape chunks.
+
+    Chunks go round-robin to the group's devices (one CPU device per core, see azjax.runtime) and
+    run concurrently; results are gathered at the end. `fec`: run the FEC fingerprint pass (the
+    first examples only, recording errors). seeds: uint32 `[P, T]`. Returns numpy arrays `[P, T]`
+    (and `[P, T, n]` records).
+    """
+    P, info = program_lib.population_size(population), group.info
+    tasks = group.fec_tasks if fec else group.tasks
+    epoch_size = config.fec_num_train if fec else info.epoch_size
+    chunk = _bucket(-(-P // len(group.devices)), config.chunk_size)
     pad = -P % chunk
     population = jax.tree_util.tree_map(
         lambda x: np.concatenate([np.asarray(x), np.zeros((pad,) + np.shape(x)[1:], np.asarray(x).dtype)]),
@@ -111,13 +124,14 @@ def run_chunked(population: Program, group: TaskGroup, seeds, *, config, mesh, r
     )
     seeds = np.concatenate([np.asarray(seeds, np.uint32), np.zeros((pad, info.num_tasks), np.uint32)])
     outs = []
-    for start in range(0, P + pad, chunk):
+    for i, start in enumerate(range(0, P + pad, chunk)):
+        d = i % len(group.devices)
         part = jax.tree_util.tree_map(lambda x, s=start: x[s : s + chunk], (population, seeds))
-        part = runtime.shard_programs(part, mesh)
+        part = jax.device_put(part, group.devices[d])
         outs.append(
             evaluation.evaluate_lanes(
-                part[0], tasks, part[1], spec=config.spec, eval_type=info.eval_type,
-                epoch_size=epoch_size, max_abs_error=config.max_abs_error, record=record,
+                part[0], tasks[d], part[1], spec=config.spec, eval_type=info.eval_type,
+                epoch_size=epoch_size, max_abs_error=config.max_abs_error, record=fec,
             )
         )
     return jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs])[:P], *outs)
@@ -131,7 +145,7 @@ def train_counts(population: Program, group: TaskGroup, baseline: Program | None
     return np.asarray(budget_lib.train_examples(population, baseline, n, factor), np.int64)
 
 
-def score(population: Program, groups, key, *, config: EvaluatorConfig, mesh, baseline=None):
+def score(population: Program, groups, key, *, config: EvaluatorConfig, baseline=None):
     """Full evaluation, no caches: per-task fitness `[P, T_total]` (numpy). The key is consumed."""
     P = program_lib.population_size(population)
     per_group = []
@@ -142,7 +156,7 @@ def score(population: Program, groups, key, *, config: EvaluatorConfig, mesh, ba
         run = np.flatnonzero(counts > 0)
         if run.size:
             result = run_chunked(program_lib.index(population, run), group, np.asarray(seeds)[run],
-                                 config=config, mesh=mesh)
+                                 config=config)
             fit[run] = result.fitness
         per_group.append(fit)
     return np.concatenate(per_group, axis=1)
@@ -170,14 +184,17 @@ class SearchEvaluator:
     FECCache; `state_arrays` / `load_state_arrays` make it part of a checkpoint.
     """
 
-    def __init__(self, groups, *, config: EvaluatorConfig, mesh, baseline: Program | None = None):
+    def __init__(self, groups, *, config: EvaluatorConfig, baseline: Program | None = None):
         for g in groups:
+            if config.fec_num_train and g.fec_tasks is None:
+                raise ValueError("FEC is on: place the search tasks with place_collection(..., "
+                                 "fec_num_train=..., fec_num_valid=...)")
             if config.fec_num_train and g.info.epoch_size < config.fec_num_train:
                 raise ValueError(
                     f"FEC needs {config.fec_num_train} training examples per task, but a search task "
                     f"spec has only {g.info.epoch_size}"
                 )
-        self.groups, self.config, self.mesh, self.baseline = groups, config, mesh, baseline
+        self.groups, self.config, self.baseline = groups, config, baseline
         self.structural = fec.FECCache(config.fec_cache_size, config.fec_forget_every)
         self.fec = fec.FECCache(config.fec_cache_size, config.fec_forget_every)
         self.counters = Counters()
@@ -218,6 +235,8 @@ class SearchEvaluator:
         and sorted by length, so each VM chunk stops at its longest live component.
         """
         cfg = self.config
+        if program_lib.population_size(programs) == 0:
+            return np.zeros(0)
         programs, order = compact(pruning.prune(programs, cfg.spec), cfg.spec)
         counts = counts[order]
         fitness = np.empty(len(order))
@@ -239,7 +258,7 @@ class SearchEvaluator:
         run = np.flatnonzero(need.any(1))
         self.counters.full_evaluations += run.size
         if run.size:
-            full = score(program_lib.index(programs, run), self.groups, key, config=cfg, mesh=self.mesh,
+            full = score(program_lib.index(programs, run), self.groups, key, config=cfg,
                          baseline=self.baseline)
             per_task[run] = np.where(need[run], full, per_task[run])
             self.counters.train_steps += int(np.repeat(counts[run], [g.info.num_tasks for g in self.groups], 1).sum())
@@ -253,8 +272,7 @@ class SearchEvaluator:
         prints = []
         for j, g in enumerate(self.groups):
             seeds = np.full((U, g.info.num_tasks), FEC_SEED, np.uint32)
-            res = run_chunked(programs, g, seeds, config=cfg, mesh=self.mesh, record=True,
-                              num_train=cfg.fec_num_train, num_valid=cfg.fec_num_valid)
+            res = run_chunked(programs, g, seeds, config=cfg, fec=True)
             self.counters.train_steps += U * g.info.num_tasks * cfg.fec_num_train
             # Errors after an early stop are NaN, so the records also say when training stopped.
             prints.append(fec.fingerprint(res.train_errors, res.valid_errors, counts[:, j], g.index))

@@ -93,16 +93,28 @@ def init(key, evaluate, config: EvolutionConfig) -> PopulationState:
     )
 
 
-def tournament(key, fitness: np.ndarray, num_children: int, tournament_size: int) -> np.ndarray:
-    """Indices `[K]` of K tournament winners: T draws with replacement, first-seen max wins."""
-    P = fitness.shape[0]
-    contestants = np.asarray(jax.random.randint(key, (num_children, tournament_size), 0, P))
-    return contestants[np.arange(num_children), np.argmax(fitness[contestants], axis=1)]
+def tournament(key, ranks, num_children: int, tournament_size: int) -> jax.Array:
+    """Indices `[K]` of K tournament winners: T draws with replacement, the first-seen max wins.
+
+    `ranks` int32 `[P]` order the fitnesses exactly (equal fitness, equal rank), so selection is
+    decided in float64 even though the device computes in 32 bits.
+    """
+    P = ranks.shape[0]
+    contestants = jax.random.randint(key, (num_children, tournament_size), 0, P)
+    return contestants[jnp.arange(num_children), jnp.argmax(ranks[contestants], axis=1)]
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "params"))
-def _mutate(key, parents, *, spec, params):
-    return mutation.mutate_batch(key, parents, spec, params)
+def fitness_ranks(fitness: np.ndarray) -> np.ndarray:
+    """Dense int32 ranks of float64 fitnesses (ties share a rank)."""
+    return np.unique(fitness, return_inverse=True)[1].astype(np.int32).reshape(-1)
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _select_and_mutate(key, programs, ranks, *, config):
+    k_select, k_mutate = jax.random.split(key)
+    winners = tournament(k_select, ranks, config.children_per_generation, config.tournament_size)
+    parents = jax.tree_util.tree_map(lambda x: x[winners], programs)
+    return mutation.mutate_batch(k_mutate, parents, config.spec, config.mutation)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
@@ -120,12 +132,10 @@ def _random_children(key, *, config):
 
 def make_children(key, state: PopulationState, config: EvolutionConfig) -> Program:
     """K children: mutated tournament winners, or fresh random programs in random-search mode."""
-    k_select, k_mutate = jax.random.split(key)
     if config.mode == "random":
-        return _to_numpy(_random_children(k_mutate, config=config))
-    winners = tournament(k_select, state.fitness, config.children_per_generation, config.tournament_size)
-    parents = program_lib.index(state.programs, winners)
-    return _to_numpy(_mutate(k_mutate, parents, spec=config.spec, params=config.mutation))
+        return _to_numpy(_random_children(key, config=config))
+    ranks = fitness_ranks(state.fitness)
+    return _to_numpy(_select_and_mutate(key, state.programs, ranks, config=config))
 
 
 def step(state: PopulationState, evaluate, config: EvolutionConfig) -> PopulationState:

@@ -1,0 +1,459 @@
+"""The experiment driver: repeated searches, select and final evaluation (REFERENCE.md §7.4).
+
+Per experiment: optionally fresh task seeds, a new FEC cache, a search (regularized evolution or
+random search) until `max_train_steps` (train steps as the original counts them: FEC fingerprint
+runs and full evaluations), the best individual of the final population scored on the select
+tasks; the best across experiments (later ones win ties) goes to the final evaluation on unseen
+tasks. Everything random flows from `random_seed` through `jax.random` keys, and the whole state is
+checkpointed atomically at generation boundaries, so a killed run resumes exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+from ml_collections import config_dict
+
+from azjax import checkpoint as checkpoint_lib
+from azjax import evaluation, evolution, generator, mutation, program_io, tasks
+from azjax import evaluator as evaluator_lib
+from azjax import ops as ops_lib
+from azjax import program as program_lib
+from azjax.program import ComponentSpec, Program, ProgramSpec
+
+# Config fields that do not change the search's results; a resumed run may change them.
+RUNTIME_FIELDS = ("checkpoint_every_secs", "progress_every", "chunk_size", "time_budget_secs")
+CHECKPOINT_FORMAT = "azjax.search/1"
+_ROOMY = 1024  # Slot capacity used only to measure hand-written models.
+
+
+class ConfigError(ValueError):
+    """An invalid experiment configuration; the message names the field."""
+
+
+def task_config(kind: str, *, feature_size=4, num_train_examples=100, num_valid_examples=100,
+                num_tasks=1, eval_type="rms", **fields) -> config_dict.ConfigDict:
+    """A task collection's config: the fields of `azjax.tasks.TaskSpec`."""
+    cfg = {
+        f.name: f.default
+        for f in dataclasses.fields(tasks.TaskSpec)
+        if f.default is not dataclasses.MISSING
+    }
+    cfg.update(kind=kind, feature_size=feature_size, num_train_examples=num_train_examples,
+               num_valid_examples=num_valid_examples, num_tasks=num_tasks, eval_type=eval_type,
+               **fields)
+    return config_dict.ConfigDict(cfg)
+
+
+def default_config() -> config_dict.ConfigDict:
+    """Every experiment field with its default (the original's where it has one); configs/*.py
+    start from this and override. Task collections are `task_config`s."""
+    c = config_dict.ConfigDict()
+    c.name = "run"
+    # Memory and search space (op names or ids; an empty list freezes that component).
+    c.num_scalars, c.num_vectors, c.num_matrices = 4, 3, 1
+    c.setup_ops = c.predict_ops = c.learn_ops = ops_lib.DEMO_OPS
+    c.setup_size_init, c.predict_size_init, c.learn_size_init = 10, 2, 8
+    c.setup_size_min = c.predict_size_min = c.learn_size_min = 0
+    c.setup_size_max = c.predict_size_max = c.learn_size_max = 0
+    c.search_tasks = task_config("linear", num_tasks=10)
+    c.select_tasks = task_config("linear", num_train_examples=1000, num_tasks=100)
+    c.final_tasks = task_config("linear", num_train_examples=1000, num_tasks=100)
+    # Evaluation.
+    c.fec_num_train_examples = 10  # 0 disables FEC.
+    c.fec_num_valid_examples = 10
+    c.fec_cache_size = 100_000
+    c.fec_forget_every = 100
+    c.dedupe = True  # dead-code elimination + structural dedupe (azjax; not in the original)
+    c.fitness_combination = "mean"
+    c.max_abs_error = 100.0
+    c.train_budget = ""  # "" = none, or an initial-algorithm name, e.g. "NEURAL_NET".
+    c.train_budget_factor = 2.0
+    # Search.
+    c.search_mode = "evolution"  # or "random" (the random-search baseline).
+    c.population_size = 1000
+    c.tournament_size = 10
+    c.children_per_generation = 100  # K; 1 = the original's steady state.
+    c.initial_population = "RANDOM"
+    c.allowed_mutation_types = ("ALTER_PARAM", "RANDOMIZE_INSTRUCTION", "RANDOMIZE_COMPONENT_FUNCTION")
+    c.mutate_prob = 0.9
+    c.max_train_steps = 80_000_000_000
+    c.time_budget_secs = 0.0  # Per experiment; 0 = none. Resume is exact only without it.
+    # azjax: end an experiment's search once its best search fitness exceeds this (0 = never,
+    # as the original, which always spends max_train_steps).
+    c.stop_search_at_fitness = 0.0
+    # Experiments.
+    c.max_experiments = 1  # 0 = until sufficient_fitness.
+    c.random_seed = 0  # 0 = from the clock, as the original.
+    c.randomize_task_seeds = False
+    c.sufficient_fitness = 0.0  # 0 = none.
+    # Output and runtime.
+    c.progress_every = 10000
+    c.checkpoint_every_secs = 30.0
+    c.chunk_size = 256
+    return c
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """Everything static about a run, built and validated from a config by `build`."""
+
+    config: dict[str, Any]
+    spec: ProgramSpec
+    evolution: evolution.EvolutionConfig
+    evaluator: evaluator_lib.EvaluatorConfig
+    search_tasks: tasks.TaskSpec
+    select_tasks: tasks.TaskSpec
+    final_tasks: tasks.TaskSpec
+    baseline: Program | None
+
+
+def _get(cfg, name):
+    if name not in cfg:
+        raise ConfigError(f"config is missing field {name!r}")
+    return cfg[name]
+
+
+def _task_spec(cfg, name) -> tasks.TaskSpec:
+    fields = dict(_get(cfg, name))
+    try:
+        return tasks.TaskSpec(**fields)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"config.{name}: {e}") from e
+
+
+def build(cfg: config_dict.ConfigDict | dict) -> Experiment:
+    """Validates a config (see configs/demo.py for every field) into an `Experiment`."""
+    cfg = cfg.to_dict() if isinstance(cfg, config_dict.ConfigDict) else dict(cfg)
+    try:
+        ops = {c: ops_lib.op_ids(_get(cfg, f"{c}_ops")) for c in program_lib.COMPONENTS}
+    except ValueError as e:
+        raise ConfigError(f"config op lists: {e}") from e
+    sizes = tuple(int(_get(cfg, f"{c}_size_init")) for c in program_lib.COMPONENTS)
+    size_max = tuple(int(_get(cfg, f"{c}_size_max")) for c in program_lib.COMPONENTS)
+    size_min = tuple(int(_get(cfg, f"{c}_size_min")) for c in program_lib.COMPONENTS)
+    for c, n in zip(program_lib.COMPONENTS, sizes, strict=True):
+        if n < 0:
+            raise ConfigError(f"config.{c}_size_init must be >= 0, got {n}")
+    try:
+        initial = generator.canonical_name(str(_get(cfg, "initial_population")))
+        budget_name = str(_get(cfg, "train_budget"))
+        budget_name = generator.canonical_name(budget_name) if budget_name else ""
+    except ValueError as e:
+        raise ConfigError(f"config: {e}") from e
+    # Slot capacity: the initial size, grown to the insert limit (max - 1) when insertion is on.
+    capacity = tuple(max(1, s, m - 1) for s, m in zip(sizes, size_max, strict=True))
+    try:
+        memory = dict(
+            num_scalars=int(_get(cfg, "num_scalars")),
+            num_vectors=int(_get(cfg, "num_vectors")),
+            num_matrices=int(_get(cfg, "num_matrices")),
+        )
+        roomy = ProgramSpec(**memory, **{c: ComponentSpec(_ROOMY, ops[c]) for c in program_lib.COMPONENTS})
+        # Hand-written models are never truncated and may use ops outside the (possibly empty,
+        # frozen) lists: grow the capacity to their length and allow their ops.
+        for name in sorted({initial, budget_name} - {"", "RANDOM", "NO_OP"}):
+            model = generator.INITIAL_ALGORITHMS[name](None, roomy, sizes)
+            roomy = generator.add_required_ops(roomy, model)
+            capacity = tuple(
+                max(n, int(getattr(model, c).length))
+                for n, c in zip(capacity, program_lib.COMPONENTS, strict=True)
+            )
+        spec = ProgramSpec(**memory, **{
+            c: roomy.component(c)._replace(size=n)
+            for c, n in zip(program_lib.COMPONENTS, capacity, strict=True)
+        })
+        mparams = mutation.MutationParams(
+            allowed_mutation_types=tuple(_get(cfg, "allowed_mutation_types")),
+            mutate_prob=float(_get(cfg, "mutate_prob")),
+            size_min=size_min,
+            size_max=size_max,
+        )
+        mparams.validate(spec)
+        evo = evolution.EvolutionConfig(
+            spec=spec,
+            mutation=mparams,
+            sizes=sizes,
+            population_size=int(_get(cfg, "population_size")),
+            tournament_size=int(_get(cfg, "tournament_size")),
+            children_per_generation=int(_get(cfg, "children_per_generation")),
+            initial_population=initial,
+            mode=str(_get(cfg, "search_mode")),
+        )
+        ev = evaluator_lib.EvaluatorConfig(
+            spec=spec,
+            max_abs_error=float(_get(cfg, "max_abs_error")),
+            combination=str(_get(cfg, "fitness_combination")),
+            fec_num_train=int(_get(cfg, "fec_num_train_examples")),
+            fec_num_valid=int(_get(cfg, "fec_num_valid_examples")),
+            fec_cache_size=int(_get(cfg, "fec_cache_size")),
+            fec_forget_every=int(_get(cfg, "fec_forget_every")),
+            dedupe=bool(_get(cfg, "dedupe")),
+            budget_factor=float(_get(cfg, "train_budget_factor")),
+            chunk_size=int(_get(cfg, "chunk_size")),
+        )
+    except ValueError as e:
+        raise ConfigError(f"config: {e}") from e
+    for name in ("max_train_steps", "max_experiments", "random_seed", "progress_every"):
+        if int(_get(cfg, name)) < 0:
+            raise ConfigError(f"config.{name} must be >= 0, got {_get(cfg, name)}")
+    for name in ("time_budget_secs", "checkpoint_every_secs"):
+        if float(_get(cfg, name)) < 0:
+            raise ConfigError(f"config.{name} must be >= 0, got {_get(cfg, name)}")
+    search = _task_spec(cfg, "search_tasks")
+    if ev.fec_num_train and search.num_train_examples < ev.fec_num_train:
+        raise ConfigError(
+            f"config.fec_num_train_examples={ev.fec_num_train} exceeds "
+            f"search_tasks.num_train_examples={search.num_train_examples}"
+        )
+    if ev.fec_num_valid > search.num_valid_examples:
+        raise ConfigError(
+            f"config.fec_num_valid_examples={ev.fec_num_valid} exceeds "
+            f"search_tasks.num_valid_examples={search.num_valid_examples}"
+        )
+    baseline = generator.INITIAL_ALGORITHMS[budget_name](None, spec, sizes) if budget_name else None
+    return Experiment(
+        config=cfg, spec=spec, evolution=evo, evaluator=ev, search_tasks=search,
+        select_tasks=_task_spec(cfg, "select_tasks"), final_tasks=_task_spec(cfg, "final_tasks"),
+        baseline=baseline,
+    )
+
+
+class RunState(NamedTuple):
+    """The driver's checkpointed state between generations."""
+
+    seed: np.ndarray  # int64 []: the resolved random seed.
+    experiment: np.ndarray  # int64 []: index of the current experiment.
+    population: evolution.PopulationState
+    steps_at_start: np.ndarray  # int64 []: evaluator train steps when this experiment began.
+    best_program: Program  # best candidate so far, by select fitness.
+    best_select: np.ndarray  # float64 []; -1 before the first experiment ends.
+    total_individuals: np.ndarray  # int64 []
+    elapsed: np.ndarray  # float64 []: wall seconds spent, across resumes (reporting only).
+    done: np.ndarray  # bool []: every experiment has ended; only the final evaluation remains.
+
+
+class Result(NamedTuple):
+    final_fitness: float
+    select_fitness: float
+    program: Program
+    experiments: int
+    individuals: int
+    seconds: float
+
+
+def _experiment_key(seed: int, experiment: int):
+    return jax.random.fold_in(jax.random.key(seed), experiment)
+
+
+def _search_specs(exp: Experiment, seed: int, experiment: int):
+    """This experiment's search and select task specs (fresh seeds if randomize_task_seeds)."""
+    k_search, k_select, _ = jax.random.split(_experiment_key(seed, experiment), 3)
+    search, select = exp.search_tasks, exp.select_tasks
+    if exp.config["randomize_task_seeds"]:
+        search = tasks.randomize_seeds(k_search, search)
+        select = tasks.randomize_seeds(k_select, select)
+    return search, select
+
+
+def run(exp: Experiment, *, workdir: str, log: Callable[[str], None] = print) -> Result:
+    """Runs (or resumes, from workdir/checkpoint.npz) the experiments; writes results to workdir."""
+    os.makedirs(workdir, exist_ok=True)
+    cfg = exp.config
+    ckpt_path = os.path.join(workdir, "checkpoint.npz")
+    search_cfg = {k: v for k, v in cfg.items() if k not in RUNTIME_FIELDS}
+    metadata = {"format": CHECKPOINT_FORMAT, "config": json.loads(json.dumps(search_cfg, default=list))}
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2, default=list)
+    jsonl = open(os.path.join(workdir, "log.jsonl"), "a")  # noqa: SIM115
+
+    def emit(kind: str, **fields):
+        jsonl.write(json.dumps({"event": kind, **fields}, default=float) + "\n")
+        jsonl.flush()
+
+    seed = int(cfg["random_seed"]) or int(time.time_ns() % (2**31 - 1)) or 1
+    state, evaluator = None, None
+    if os.path.exists(ckpt_path):
+        state, evaluator = _resume(exp, ckpt_path, seed, metadata)
+        seed = int(state.seed)
+        if bool(state.done):
+            log(f"{ckpt_path}: this run has finished; its final evaluation follows "
+                "(start over with --fresh or another --workdir)")
+        else:
+            log(f"Resumed from {ckpt_path}: experiment {int(state.experiment)}, "
+                f"{int(state.population.num_individuals)} individuals")
+    log(f"Random seed = {seed}")
+    t_start = time.time() - (float(state.elapsed) if state is not None else 0.0)
+    last_ckpt = time.time()
+
+    def save(st: RunState, ev):
+        st = st._replace(elapsed=np.float64(time.time() - t_start))
+        arrays = {k: v for k, v in ev.state_arrays().items()}
+        checkpoint_lib.save_checkpoint(ckpt_path, {"run": st, "evaluator": arrays}, metadata)
+
+    while state is None or not bool(state.done):
+        if state is None or evaluator is None:  # A new experiment.
+            experiment = 0 if state is None else int(state.experiment)
+            state, evaluator = _start_experiment(exp, seed, experiment, state, log)
+            save(state, evaluator)
+        experiment = int(state.experiment)
+        pop, t_exp = state.population, time.time()
+        last_print = int(pop.num_individuals)
+        _print_progress(log, emit, pop, evaluator, t_start, experiment)
+        stop_at = float(cfg["stop_search_at_fitness"])
+        while True:
+            steps = evaluator.counters.train_steps - int(state.steps_at_start)
+            if steps >= int(cfg["max_train_steps"]) and int(cfg["max_train_steps"]) > 0:
+                break
+            if cfg["time_budget_secs"] and time.time() - t_exp > cfg["time_budget_secs"]:
+                break
+            if stop_at and evolution.population_stats(pop)["best"] > stop_at:
+                break
+            pop = evolution.step(pop, evaluator.evaluate, exp.evolution)
+            state = state._replace(population=pop)
+            if int(pop.num_individuals) >= last_print + int(cfg["progress_every"]):
+                last_print = int(pop.num_individuals)
+                _print_progress(log, emit, pop, evaluator, t_start, experiment)
+            if time.time() - last_ckpt >= cfg["checkpoint_every_secs"]:
+                save(state, evaluator)
+                last_ckpt = time.time()
+        state, done = _finish_experiment(exp, state, seed, evaluator, log, emit)
+        if done:
+            state = state._replace(done=np.bool_(True))
+            save(state, _placeholder_evaluator(exp))
+            break
+        state = state._replace(experiment=np.int64(experiment + 1))
+        evaluator = None
+    result = _final(exp, state, time.time() - t_start, log, emit)
+    _write_outputs(workdir, result)
+    jsonl.close()
+    return result
+
+
+def _placeholder_evaluator(exp):
+    return evaluator_lib.SearchEvaluator([], config=exp.evaluator, baseline=exp.baseline)
+
+
+def _search_groups(exp, search_spec):
+    return evaluator_lib.place_collection(
+        [tasks.make_tasks(search_spec)], fec_num_train=exp.evaluator.fec_num_train,
+        fec_num_valid=exp.evaluator.fec_num_valid,
+    )
+
+
+def _start_experiment(exp, seed, experiment, prev: RunState | None, log):
+    search, _ = _search_specs(exp, seed, experiment)
+    groups = _search_groups(exp, search)
+    ev = evaluator_lib.SearchEvaluator(groups, config=exp.evaluator, baseline=exp.baseline)
+    k_init = jax.random.split(_experiment_key(seed, experiment), 3)[2]
+    pop = evolution.init(k_init, ev.evaluate, exp.evolution)
+    if prev is None:
+        prev = RunState(
+            seed=np.int64(seed), experiment=np.int64(0), population=pop, steps_at_start=np.int64(0),
+            best_program=pop.best_program, best_select=np.float64(-1.0),
+            total_individuals=np.int64(0), elapsed=np.float64(0.0), done=np.bool_(False),
+        )
+    return prev._replace(experiment=np.int64(experiment), population=pop, steps_at_start=np.int64(0)), ev
+
+
+def _finish_experiment(exp, state: RunState, seed, ev, log, emit):
+    cfg, experiment = exp.config, int(state.experiment)
+    candidate, search_fitness = evolution.best_of_population(state.population)
+    log(f"Search fitness for candidate algorithm = {search_fitness:.6f}")
+    _, select = _search_specs(exp, seed, experiment)
+    groups = evaluator_lib.place_collection([tasks.make_tasks(select)])
+    k_select = jax.random.fold_in(_experiment_key(seed, experiment), 1)
+    fit = evaluator_lib.score(program_lib.stack([candidate]), groups, k_select, config=exp.evaluator)
+    select_fitness = float(evaluation.combine(fit, "mean")[0])
+    log(f"Select fitness for candidate algorithm = {select_fitness:.6f}")
+    emit("experiment", experiment=experiment, search_fitness=search_fitness,
+         select_fitness=select_fitness, individuals=int(state.population.num_individuals),
+         counters=ev.counters.as_dict())
+    if select_fitness >= float(state.best_select):
+        state = state._replace(best_program=candidate, best_select=np.float64(select_fitness))
+    state = state._replace(
+        total_individuals=np.int64(state.total_individuals + state.population.num_individuals)
+    )
+    sufficient = float(cfg["sufficient_fitness"])
+    done = (sufficient > 0 and float(state.best_select) > sufficient) or (
+        int(cfg["max_experiments"]) > 0 and experiment + 1 >= int(cfg["max_experiments"])
+    )
+    return state, done
+
+
+def _final(exp, state: RunState, seconds, log, emit) -> Result:
+    groups = evaluator_lib.place_collection([tasks.make_tasks(exp.final_tasks)])
+    k_final = jax.random.fold_in(jax.random.key(int(state.seed)), 2**31 - 1)
+    fit = evaluator_lib.score(program_lib.stack([state.best_program]), groups, k_final,
+                              config=exp.evaluator)
+    final = float(evaluation.combine(fit, "mean")[0])
+    log(f"Final evaluation fitness (on unseen data) = {final:.6f}")
+    log("Algorithm found:")
+    log(program_io.format_program(state.best_program))
+    result = Result(final, float(state.best_select), state.best_program, int(state.experiment) + 1,
+                    int(state.total_individuals), seconds)
+    emit("final", final_fitness=final, select_fitness=result.select_fitness,
+         experiments=result.experiments, individuals=result.individuals, seconds=seconds)
+    return result
+
+
+def _print_progress(log, emit, pop, ev, t_start, experiment):
+    stats = evolution.population_stats(pop)
+    elapsed = time.time() - t_start
+    c = ev.counters
+    n = int(pop.num_individuals)
+    log(
+        f"indivs={n}, elapsed_secs={int(elapsed)}, mean={stats['mean']:.6f}, "
+        f"stdev={stats['stdev']:.6f}, best fit={stats['best']:.6f}, "
+        f"indivs/s={n / max(elapsed, 1e-9):.0f}, dedupe={c.dedupe_hits}, fec={c.fec_hits}, "
+        f"full={c.full_evaluations}"
+    )
+    emit("progress", experiment=experiment, individuals=n, elapsed=elapsed, **stats, **c.as_dict())
+
+
+def _resume(exp, path, seed, metadata):
+    """Loads a checkpoint written by `run` for this same config; errors name the mismatch."""
+    like_pop = evolution.PopulationState(
+        programs=_empty_population(exp), fitness=np.zeros(exp.evolution.population_size),
+        cursor=np.int64(0), key=jax.random.key(0), num_individuals=np.int64(0),
+        generation=np.int64(0), best_program=program_lib.index(_empty_population(exp), 0),
+        best_fitness=np.float64(0),
+    )
+    like_run = RunState(
+        seed=np.int64(0), experiment=np.int64(0), population=like_pop, steps_at_start=np.int64(0),
+        best_program=like_pop.best_program, best_select=np.float64(0),
+        total_individuals=np.int64(0), elapsed=np.float64(0), done=np.bool_(False),
+    )
+    like_ev = _placeholder_evaluator(exp).state_arrays()
+    loaded, _ = checkpoint_lib.load_checkpoint(
+        path, {"run": like_run, "evaluator": like_ev}, expected_metadata=metadata
+    )
+    state = loaded["run"]
+    if bool(state.done):
+        return state, None
+    search, _ = _search_specs(exp, int(state.seed), int(state.experiment))
+    groups = _search_groups(exp, search)
+    ev = evaluator_lib.SearchEvaluator(groups, config=exp.evaluator, baseline=exp.baseline)
+    ev.load_state_arrays(loaded["evaluator"])
+    return state, ev
+
+
+def _empty_population(exp) -> Program:
+    spec, P = exp.spec, exp.evolution.population_size
+    return Program(*(program_lib.empty_component(spec.component(c).size, (P,)) for c in program_lib.COMPONENTS))
+
+
+def _write_outputs(workdir: str, result: Result) -> None:
+    program_io.save_program(os.path.join(workdir, "best_program.txt"), result.program)
+    program_io.save_program(os.path.join(workdir, "best_program.json"), result.program)
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(
+            {k: v for k, v in result._asdict().items() if k != "program"}, f, indent=2, default=float
+        )

@@ -1,0 +1,24 @@
+"""The 5-minute demo: rediscover linear regression by gradient descent (run_demo.sh, §9.1).
+
+    python scripts/run_search_experiment.py --config=configs/demo.py [--config.random_seed=3]
+"""
+
+from azjax.experiment import default_config, task_config
+
+
+def get_config():
+    c = default_config()
+    c.name = "demo"
+    c.search_tasks = task_config("linear", num_train_examples=100, num_tasks=10)
+    c.select_tasks = task_config("linear", num_train_examples=1000, num_tasks=100)
+    c.final_tasks = task_config(
+        "linear", num_train_examples=1000, num_tasks=100, param_seeds=(2000000,),
+        data_seeds=(1000000,),
+    )
+    c.max_train_steps = 200_000_000
+    c.max_experiments = 0
+    c.randomize_task_seeds = True
+    c.sufficient_fitness = 0.9999
+    # Deviation: stop an experiment's search as soon as it has a candidate above the threshold.
+    c.stop_search_at_fitness = 0.9999
+    return c
