@@ -95,13 +95,13 @@ def place_collection(collection, *, devices=None, fec_num_train=0, fec_num_valid
 
 
 def _bucket(n: int, chunk_size: int) -> int:
-    """Programs per VM call for n programs on one device: a power of 4, at most chunk_size.
+    """Programs per VM call for n programs on one device: a power of 2, at most chunk_size.
 
-    Few distinct shapes keep compiles few; padding wastes at most 3/4 of a small call.
+    Few distinct shapes keep compiles few (and the persistent cache keeps them across runs).
     """
     size = 1
     while size < min(n, chunk_size):
-        size *= 4
+        size *= 2
     return min(size, chunk_size)
 
 
@@ -170,6 +170,7 @@ class Counters:
     dedupe_hits: int = 0
     budget_rejected: int = 0
     fec_hits: int = 0
+    early_stops: int = 0
     full_evaluations: int = 0
     train_steps: int = 0
 
@@ -215,20 +216,23 @@ class SearchEvaluator:
             return fitness
         candidates = program_lib.index(children, todo)
         if cfg.dedupe:
-            hashes = pruning.program_hashes(pruning.prune(candidates, cfg.spec), train_counts=counts[todo].sum(1))
+            candidates = pruning.prune(candidates, cfg.spec)
+            hashes = pruning.program_hashes(candidates, train_counts=counts[todo])
             hit, cached = self.structural.lookup(hashes)
             fitness[todo[hit]] = cached[hit]
             self.counters.dedupe_hits += int(hit.sum())
             first, inverse = fec.unique_misses(hashes, hit)
             self.counters.dedupe_hits += int((~hit).sum()) - first.size
-            values = self._evaluate_unique(program_lib.index(candidates, first), counts[todo[first]], key)
+            values = self._evaluate_unique(
+                program_lib.index(candidates, first), counts[todo[first]], key, pruned=True
+            )
             fitness[todo[~hit]] = values[inverse]
             self.structural.insert(hashes[first], values)
         else:
             fitness[todo] = self._evaluate_unique(candidates, counts[todo], key)
         return fitness
 
-    def _evaluate_unique(self, programs: Program, counts, key) -> np.ndarray:
+    def _evaluate_unique(self, programs: Program, counts, key, pruned=False) -> np.ndarray:
         """FEC then full evaluation of distinct programs; combined fitness `[U]`.
 
         The programs run pruned and, where no random op makes slot positions matter, compacted
@@ -237,7 +241,9 @@ class SearchEvaluator:
         cfg = self.config
         if program_lib.population_size(programs) == 0:
             return np.zeros(0)
-        programs, order = compact(pruning.prune(programs, cfg.spec), cfg.spec)
+        if not pruned:
+            programs = pruning.prune(programs, cfg.spec)
+        programs, order = compact(programs, cfg.spec)
         counts = counts[order]
         fitness = np.empty(len(order))
         fitness[order] = self._evaluate_sorted(programs, counts, key)
@@ -249,12 +255,19 @@ class SearchEvaluator:
         per_task = np.zeros((U, T))
         need = np.ones((U, T), bool)
         if cfg.fec_num_train:
-            prints = self._fingerprints(programs, counts)
+            prints, stopped = self._fingerprints(programs, counts)
             hit, cached = self.fec.lookup(prints.reshape(-1))
             hit = hit.reshape(U, T)
             per_task[hit] = cached.reshape(U, T)[hit]
             need = ~hit
             self.counters.fec_hits += int(hit.all(1).sum())
+            # A deterministic program whose fingerprint run stopped early (NaN or |err| > 100 in
+            # its first training examples) stops at the same step in the full evaluation, in the
+            # first epoch: fitness 0, exactly, without running it (REFERENCE.md §4.1).
+            dead = need & stopped & ~_has_random_ops(programs)[:, None]
+            self.fec.insert(prints[dead], np.zeros(int(dead.sum())))
+            self.counters.early_stops += int((need.any(1) & ~(need & ~dead).any(1)).sum())
+            need &= ~dead
         run = np.flatnonzero(need.any(1))
         self.counters.full_evaluations += run.size
         if run.size:
@@ -266,17 +279,19 @@ class SearchEvaluator:
                 self.fec.insert(prints[run][need[run]], full[need[run]])
         return evaluation.combine(per_task, cfg.combination)
 
-    def _fingerprints(self, programs: Program, counts) -> np.ndarray:
-        """FEC fingerprints `[U, T]` from the first-pass errors (REFERENCE.md §8.2)."""
+    def _fingerprints(self, programs: Program, counts) -> tuple[np.ndarray, np.ndarray]:
+        """FEC fingerprints `[U, T]` from the first-pass errors (REFERENCE.md §8.2), and whether
+        each lane's training stopped early in that pass."""
         cfg, U = self.config, program_lib.population_size(programs)
-        prints = []
+        prints, stopped = [], []
         for j, g in enumerate(self.groups):
             seeds = np.full((U, g.info.num_tasks), FEC_SEED, np.uint32)
             res = run_chunked(programs, g, seeds, config=cfg, fec=True)
             self.counters.train_steps += U * g.info.num_tasks * cfg.fec_num_train
             # Errors after an early stop are NaN, so the records also say when training stopped.
             prints.append(fec.fingerprint(res.train_errors, res.valid_errors, counts[:, j], g.index))
-        return np.concatenate(prints, axis=1)
+            stopped.append(~(res.train_errors <= cfg.max_abs_error).all(-1))
+        return np.concatenate(prints, axis=1), np.concatenate(stopped, axis=1)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """The caches and counters as flat numpy arrays (for checkpoints)."""
@@ -291,6 +306,17 @@ class SearchEvaluator:
         self.fec = fec.FECCache.from_state_arrays(pick("fec/"))
         self.counters = Counters(**{k: int(v) for k, v in pick("counters/").items()})
 
+
+
+_RANDOM_OPS = np.array([op.is_random for op in ops_lib.OPS])
+
+
+def _has_random_ops(programs: Program) -> np.ndarray:
+    """bool `[P]`: the program uses a random-init op (its evaluations differ by seed)."""
+    return np.any(
+        [_RANDOM_OPS[np.asarray(getattr(programs, c).code)[..., 0]].any(-1) for c in program_lib.COMPONENTS],
+        axis=0,
+    )
 
 
 def compact(programs: Program, spec: ProgramSpec) -> tuple[Program, np.ndarray]:

@@ -32,6 +32,7 @@ from azjax.program import ComponentSpec, Program, ProgramSpec
 RUNTIME_FIELDS = ("checkpoint_every_secs", "progress_every", "chunk_size", "time_budget_secs")
 CHECKPOINT_FORMAT = "azjax.search/1"
 _ROOMY = 1024  # Slot capacity used only to measure hand-written models.
+_COUNTER_FIELDS = tuple(f.name for f in dataclasses.fields(evaluator_lib.Counters))
 
 
 class ConfigError(ValueError):
@@ -238,6 +239,7 @@ class RunState(NamedTuple):
     total_individuals: np.ndarray  # int64 []
     elapsed: np.ndarray  # float64 []: wall seconds spent, across resumes (reporting only).
     done: np.ndarray  # bool []: every experiment has ended; only the final evaluation remains.
+    counters: np.ndarray  # int64 [len(Counters)]: work-avoidance counters of ended experiments.
 
 
 class Result(NamedTuple):
@@ -247,6 +249,7 @@ class Result(NamedTuple):
     experiments: int
     individuals: int
     seconds: float
+    counters: dict[str, int]  # summed over experiments (evaluator_lib.Counters fields)
 
 
 def _experiment_key(seed: int, experiment: int):
@@ -263,8 +266,14 @@ def _search_specs(exp: Experiment, seed: int, experiment: int):
     return search, select
 
 
-def run(exp: Experiment, *, workdir: str, log: Callable[[str], None] = print) -> Result:
-    """Runs (or resumes, from workdir/checkpoint.npz) the experiments; writes results to workdir."""
+def run(exp: Experiment, *, workdir: str, log: Callable[[str], None] = print,
+        deadline: float | None = None) -> Result:
+    """Runs (or resumes, from workdir/checkpoint.npz) the experiments; writes results to workdir.
+
+    deadline: optional `time.time()` after which the current experiment's search ends and no
+    further experiment starts (a benchmark's cap; like time_budget_secs, it makes a run
+    timing-dependent).
+    """
     os.makedirs(workdir, exist_ok=True)
     cfg = exp.config
     ckpt_path = os.path.join(workdir, "checkpoint.npz")
@@ -314,6 +323,8 @@ def run(exp: Experiment, *, workdir: str, log: Callable[[str], None] = print) ->
                 break
             if cfg["time_budget_secs"] and time.time() - t_exp > cfg["time_budget_secs"]:
                 break
+            if deadline is not None and time.time() > deadline:
+                break
             if stop_at and evolution.population_stats(pop)["best"] > stop_at:
                 break
             pop = evolution.step(pop, evaluator.evaluate, exp.evolution)
@@ -325,7 +336,7 @@ def run(exp: Experiment, *, workdir: str, log: Callable[[str], None] = print) ->
                 save(state, evaluator)
                 last_ckpt = time.time()
         state, done = _finish_experiment(exp, state, seed, evaluator, log, emit)
-        if done:
+        if done or (deadline is not None and time.time() > deadline):
             state = state._replace(done=np.bool_(True))
             save(state, _placeholder_evaluator(exp))
             break
@@ -359,6 +370,7 @@ def _start_experiment(exp, seed, experiment, prev: RunState | None, log):
             seed=np.int64(seed), experiment=np.int64(0), population=pop, steps_at_start=np.int64(0),
             best_program=pop.best_program, best_select=np.float64(-1.0),
             total_individuals=np.int64(0), elapsed=np.float64(0.0), done=np.bool_(False),
+            counters=np.zeros(len(_COUNTER_FIELDS), np.int64),
         )
     return prev._replace(experiment=np.int64(experiment), population=pop, steps_at_start=np.int64(0)), ev
 
@@ -378,8 +390,10 @@ def _finish_experiment(exp, state: RunState, seed, ev, log, emit):
          counters=ev.counters.as_dict())
     if select_fitness >= float(state.best_select):
         state = state._replace(best_program=candidate, best_select=np.float64(select_fitness))
+    counters = np.asarray([ev.counters.as_dict()[k] for k in _COUNTER_FIELDS], np.int64)
     state = state._replace(
-        total_individuals=np.int64(state.total_individuals + state.population.num_individuals)
+        total_individuals=np.int64(state.total_individuals + state.population.num_individuals),
+        counters=state.counters + counters,
     )
     sufficient = float(cfg["sufficient_fitness"])
     done = (sufficient > 0 and float(state.best_select) > sufficient) or (
@@ -398,9 +412,11 @@ def _final(exp, state: RunState, seconds, log, emit) -> Result:
     log("Algorithm found:")
     log(program_io.format_program(state.best_program))
     result = Result(final, float(state.best_select), state.best_program, int(state.experiment) + 1,
-                    int(state.total_individuals), seconds)
+                    int(state.total_individuals), seconds,
+                    dict(zip(_COUNTER_FIELDS, state.counters.tolist(), strict=True)))
     emit("final", final_fitness=final, select_fitness=result.select_fitness,
-         experiments=result.experiments, individuals=result.individuals, seconds=seconds)
+         experiments=result.experiments, individuals=result.individuals, seconds=seconds,
+         counters=result.counters)
     return result
 
 
@@ -413,7 +429,7 @@ def _print_progress(log, emit, pop, ev, t_start, experiment):
         f"indivs={n}, elapsed_secs={int(elapsed)}, mean={stats['mean']:.6f}, "
         f"stdev={stats['stdev']:.6f}, best fit={stats['best']:.6f}, "
         f"indivs/s={n / max(elapsed, 1e-9):.0f}, dedupe={c.dedupe_hits}, fec={c.fec_hits}, "
-        f"full={c.full_evaluations}"
+        f"early_stop={c.early_stops}, full={c.full_evaluations}"
     )
     emit("progress", experiment=experiment, individuals=n, elapsed=elapsed, **stats, **c.as_dict())
 
@@ -430,6 +446,7 @@ def _resume(exp, path, seed, metadata):
         seed=np.int64(0), experiment=np.int64(0), population=like_pop, steps_at_start=np.int64(0),
         best_program=like_pop.best_program, best_select=np.float64(0),
         total_individuals=np.int64(0), elapsed=np.float64(0), done=np.bool_(False),
+        counters=np.zeros(len(_COUNTER_FIELDS), np.int64),
     )
     like_ev = _placeholder_evaluator(exp).state_arrays()
     loaded, _ = checkpoint_lib.load_checkpoint(

@@ -81,7 +81,7 @@ class ComponentPlan:
 
     bank_sizes: tuple[int, int, int]
     groups: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
-    operands: frozenset[tuple[str, str]]
+    operands: tuple[tuple[str, str], ...]  # sorted: a stable trace, so the compile cache hits
     has_random: bool
     has_consts: bool
 
@@ -105,7 +105,7 @@ def plan_component(spec: ProgramSpec, component: str) -> ComponentPlan:
     return ComponentPlan(
         bank_sizes=(spec.num_scalars, spec.num_vectors, spec.num_matrices),
         groups=tuple(tuple(op.id for op in table if op.out == k) for k in _KINDS),
-        operands=frozenset(operands),
+        operands=tuple(sorted(operands)),
         has_random=any(op.is_random for op in table),
         has_consts=any(op.is_set_op for op in table),
     )

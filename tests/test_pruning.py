@@ -302,3 +302,97 @@ def test_pruned_equivalent_programs_hash_equal():
     pruned = program_hashes(prune(stack([dead_after, dead_before, linear]), SPEC))
     assert pruned[0] == pruned[2]  # The dead tail is gone (length is not hashed) ...
     assert pruned[1] != pruned[2]  # ... but slots are not compacted (RNG draws are per slot).
+
+
+def oracle_live(program):
+    """Per-program liveness with Python sets of (kind, address), straight from the pruning
+    module docstring: {component: [bool] * L}. Slow and obviously correct."""
+    codes = {
+        c: [tuple(int(x) for x in row) for row in getattr(program, c).code] for c in COMPONENTS
+    }
+    reset = {(ops_lib.Kind.SCALAR, 0), (ops_lib.Kind.VECTOR, 0)}  # s0, v0: written by the harness
+
+    def backward(code, live_out):
+        live, keep = set(live_out), [False] * len(code)
+        for i in reversed(range(len(code))):
+            op, in1, in2, out = code[i]
+            spec_ = ops_lib.OPS[op]
+            if spec_.out == ops_lib.Kind.NONE or (spec_.out, out) not in live:
+                continue
+            keep[i] = True
+            if spec_.data not in (ops_lib.Data.CONST_VECTOR, ops_lib.Data.CONST_MATRIX):
+                live.discard((spec_.out, out))
+            live |= {(k, a) for k, a in ((spec_.in1, in1), (spec_.in2, in2)) if k}
+        return keep, live
+
+    in_predict, in_learn = set(), set()
+    while True:
+        out_predict = {(ops_lib.Kind.SCALAR, 1)} | ((in_predict | in_learn) - reset)
+        keep_predict, new_in_predict = backward(codes["predict"], out_predict)
+        keep_learn, new_in_learn = backward(codes["learn"], new_in_predict - reset)
+        if (new_in_predict, new_in_learn) == (in_predict, in_learn):
+            break
+        in_predict, in_learn = new_in_predict, new_in_learn
+    keep_setup, _ = backward(codes["setup"], in_predict - reset)
+    return dict(setup=keep_setup, predict=keep_predict, learn=keep_learn)
+
+
+@pytest.mark.parametrize("banks", [(20, 20, 20), (40, 20, 10)])  # 60 bits; 70 bits: 2 words.
+def test_liveness_matches_set_oracle_and_renaming(banks):
+    rng = np.random.default_rng(sum(banks))
+    small = random_population(rng, 300, SPEC)  # SPEC: 5 scalars, 9 vectors, 2 matrices.
+    keep = live_instructions(small, SPEC)
+    # Rename the addresses into the top of bigger banks (s0, s1 and v0 stay): liveness must not
+    # change, and the highest bits of the sets get used.
+    spec = SPEC.replace(num_scalars=banks[0], num_vectors=banks[1], num_matrices=banks[2])
+    s, v, m = banks
+    renames = {
+        ops_lib.Kind.SCALAR: np.array([0, 1, s - 1, s - 2, s - 3]),
+        ops_lib.Kind.VECTOR: np.array([0] + [v - 1 - i for i in range(8)]),
+        ops_lib.Kind.MATRIX: np.array([m - 1, m - 2]),
+    }
+    comps = []
+    for c in COMPONENTS:
+        comp = getattr(small, c)
+        code = comp.code.copy()
+        for field, name in ((1, "in1"), (2, "in2"), (3, "out")):
+            kind = np.array([getattr(o, name) for o in ops_lib.OPS])[code[..., 0]]
+            addr = code[..., field].copy()
+            for k, rename in renames.items():
+                code[..., field] = np.where(
+                    kind == k, rename[np.minimum(addr, len(rename) - 1)], addr
+                )
+        comps.append(comp._replace(code=code))
+    big = Program(*comps)
+    keep_big = live_instructions(big, spec)
+    num_live = 0
+    for p in range(300):
+        expected = oracle_live(index(small, p))
+        for c in COMPONENTS:
+            np.testing.assert_array_equal(keep[c][p], expected[c], err_msg=f"{c} {p}")
+            np.testing.assert_array_equal(keep_big[c][p], expected[c], err_msg=f"{c} {p}")
+            num_live += sum(expected[c])
+    assert num_live >= 300  # Not vacuous.
+
+
+def test_hashes_of_swaps_many_programs_and_empty_population():
+    rng = np.random.default_rng(2)
+    population = prune(random_population(rng, 3000, SPEC), SPEC)
+    hashes = program_hashes(population)
+    rows = np.concatenate(
+        [
+            getattr(population, c)[f].reshape(3000, -1).view(np.uint32)
+            for c in COMPONENTS
+            for f in (0, 1)
+        ],
+        axis=1,
+    )
+    assert len(np.unique(hashes)) == len(np.unique(rows, axis=0)) > 1000
+    # Swapping two (different) instructions changes the hash.
+    base = index(population, int(np.argmax((population.learn.code[:, :2, 0] != 0).all(1))))
+    swapped = base._replace(learn=base.learn._replace(code=base.learn.code[[1, 0, *range(2, 12)]]))
+    assert program_hashes(swapped) != program_hashes(base)
+    empty = index(population, np.arange(0))
+    assert program_hashes(empty).shape == (0,) and program_hashes(empty).dtype == np.uint64
+    assert program_hashes(empty, train_counts=np.zeros((0, 2), int)).shape == (0,)
+    assert live_instructions(prune(empty, SPEC), SPEC)["learn"].shape == (0, 12)
