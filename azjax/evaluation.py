@@ -21,6 +21,7 @@ import numpy as np
 from azjax import program as program_lib
 from azjax import rng, switch_vm, vm
 from azjax.program import Program, ProgramSpec
+from azjax.tasks import TaskSet
 
 RMS, ACCURACY = "rms", "accuracy"
 _ENGINES = {
@@ -28,16 +29,6 @@ _ENGINES = {
     "switch": (switch_vm.decode, switch_vm.run_component),
 }
 MAX_ABS_ERROR = 100.0
-
-
-class TaskArrays(NamedTuple):
-    """Task data with a leading task axis: x `[T, N, F]`, y `[T, N]` (training stream in epoch
-    order) and x_valid `[T, Ev, F]`, y_valid `[T, Ev]`."""
-
-    x_train: jax.Array
-    y_train: jax.Array
-    x_valid: jax.Array
-    y_valid: jax.Array
 
 
 class LaneResult(NamedTuple):
@@ -60,7 +51,7 @@ def flip_and_squash(rmse):
 )
 def evaluate_lanes(
     population: Program,
-    tasks: TaskArrays,
+    tasks: TaskSet,
     seeds,
     *,
     spec: ProgramSpec,

@@ -11,21 +11,23 @@ in three stages, each counted:
 Both caches are LRU with the original's forget rule (`azjax.fec.FECCache`), so noisy (random-op)
 programs are re-evaluated every `forget_every` hits.
 
-VM calls run on fixed-shape chunks of programs (padded with NO_OP programs, power-of-four buckets,
-so compiles stay few), dispatched round-robin over the local devices and run concurrently.
+VM calls run on fixed-shape chunks of programs (padded with NO_OP programs, power-of-two buckets,
+so compiles stay few), each split over the devices of a 1-D mesh with `shard_map`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, PartitionSpec
 
 from azjax import budget as budget_lib
 from azjax import ops as ops_lib
-from azjax import evaluation, fec, pruning
+from azjax import evaluation, fec, pruning, runtime
 from azjax import program as program_lib
 from azjax.program import Program, ProgramSpec
 from azjax.tasks import TaskInfo, TaskSet
@@ -64,38 +66,37 @@ class EvaluatorConfig:
 
 
 class TaskGroup(NamedTuple):
-    """One task spec's tasks, copied to every device, with their positions in the collection.
+    """One task spec's tasks, replicated on the mesh, with their positions in the collection.
 
     `fec_tasks` are the same tasks cut to the FEC fingerprint's first examples (None: no FEC).
     """
 
-    tasks: tuple[TaskSet, ...]  # one copy per device
-    fec_tasks: tuple[TaskSet, ...] | None
+    tasks: TaskSet
+    fec_tasks: TaskSet | None
     info: TaskInfo
     index: np.ndarray  # int [T]: task indices within the collection (FEC keys include them).
-    devices: tuple
+    mesh: Mesh
 
 
-def place_collection(collection, *, devices=None, fec_num_train=0, fec_num_valid=0) -> list[TaskGroup]:
-    """Copies each (TaskSet, TaskInfo) of a collection to every device and numbers its tasks."""
-    devices = tuple(jax.local_devices() if devices is None else devices)
+def place_collection(collection, *, mesh=None, fec_num_train=0, fec_num_valid=0) -> list[TaskGroup]:
+    """Replicates each (TaskSet, TaskInfo) of a collection on the mesh and numbers its tasks."""
+    mesh = runtime.program_mesh() if mesh is None else mesh
     groups, start = [], 0
     for tasks, info in collection:
         fec = None
         if fec_num_train:
-            cut = tasks._replace(
+            fec = runtime.replicate(tasks._replace(
                 x_train=tasks.x_train[:, :fec_num_train], y_train=tasks.y_train[:, :fec_num_train],
                 x_valid=tasks.x_valid[:, :fec_num_valid], y_valid=tasks.y_valid[:, :fec_num_valid],
-            )
-            fec = tuple(jax.device_put(cut, d) for d in devices)
-        copies = tuple(jax.device_put(tasks, d) for d in devices)
-        groups.append(TaskGroup(copies, fec, info, np.arange(start, start + info.num_tasks), devices))
+            ), mesh)
+        index = np.arange(start, start + info.num_tasks)
+        groups.append(TaskGroup(runtime.replicate(tasks, mesh), fec, info, index, mesh))
         start += info.num_tasks
     return groups
 
 
 def _bucket(n: int, chunk_size: int) -> int:
-    """Programs per VM call for n programs on one device: a power of 2, at most chunk_size.
+    """Programs per device per VM call for n programs: a power of 2, at most chunk_size.
 
     Few distinct shapes keep compiles few (and the persistent cache keeps them across runs).
     """
@@ -105,35 +106,50 @@ def _bucket(n: int, chunk_size: int) -> int:
     return min(size, chunk_size)
 
 
+@functools.lru_cache(maxsize=None)
+def _sharded_evaluate(mesh: Mesh, spec, eval_type, epoch_size, max_abs_error, record):
+    """`evaluation.evaluate_lanes` over a population split along the mesh's program axis.
+
+    `shard_map`: each device scores its own programs on all tasks; no communication, one compile.
+    """
+    fn = functools.partial(
+        evaluation.evaluate_lanes, spec=spec, eval_type=eval_type, epoch_size=epoch_size,
+        max_abs_error=max_abs_error, record=record,
+    )
+    split, whole = PartitionSpec(runtime.PROGRAMS_AXIS), PartitionSpec()
+    return jax.jit(
+        jax.shard_map(fn, mesh=mesh, in_specs=(split, whole, split), out_specs=split, check_vma=False)
+    )
+
+
 def run_chunked(population: Program, group: TaskGroup, seeds, *, config, fec=False) -> evaluation.LaneResult:
     """`evaluation.evaluate_lanes` over a population of any size, in padded fixed-shape chunks.
 
-    Chunks go round-robin to the group's devices (one CPU device per core, see azjax.runtime) and
-    run concurrently; results are gathered at the end. `fec`: run the FEC fingerprint pass (the
-    first examples only, recording errors). seeds: uint32 `[P, T]`. Returns numpy arrays `[P, T]`
-    (and `[P, T, n]` records).
+    Each chunk is split over the mesh's devices (one CPU device per core, see azjax.runtime).
+    `fec`: run the FEC fingerprint pass (the first examples only, recording errors).
+    seeds: uint32 `[P, T]`. Returns numpy arrays `[P, T]` (and `[P, T, n]` records).
     """
     P, info = program_lib.population_size(population), group.info
     tasks = group.fec_tasks if fec else group.tasks
     epoch_size = config.fec_num_train if fec else info.epoch_size
-    chunk = _bucket(-(-P // len(group.devices)), config.chunk_size)
+    num_devices = group.mesh.size
+    chunk = num_devices * _bucket(-(-P // num_devices), config.chunk_size)
     pad = -P % chunk
     population = jax.tree_util.tree_map(
         lambda x: np.concatenate([np.asarray(x), np.zeros((pad,) + np.shape(x)[1:], np.asarray(x).dtype)]),
         population,
     )
     seeds = np.concatenate([np.asarray(seeds, np.uint32), np.zeros((pad, info.num_tasks), np.uint32)])
-    outs = []
-    for i, start in enumerate(range(0, P + pad, chunk)):
-        d = i % len(group.devices)
-        part = jax.tree_util.tree_map(lambda x, s=start: x[s : s + chunk], (population, seeds))
-        part = jax.device_put(part, group.devices[d])
-        outs.append(
-            evaluation.evaluate_lanes(
-                part[0], tasks[d], part[1], spec=config.spec, eval_type=info.eval_type,
-                epoch_size=epoch_size, max_abs_error=config.max_abs_error, record=fec,
-            )
+    evaluate = _sharded_evaluate(
+        group.mesh, config.spec, info.eval_type, epoch_size, config.max_abs_error, fec
+    )
+    outs = [
+        evaluate(
+            jax.tree_util.tree_map(lambda x, s=start: x[s : s + chunk], population), tasks,
+            seeds[start : start + chunk],
         )
+        for start in range(0, P + pad, chunk)
+    ]
     return jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs])[:P], *outs)
 
 

@@ -250,8 +250,8 @@ def engine_fn(engine: str, w: Workload, d: Data):
     """(number of programs, a call returning fitness `[n, T]`) of one engine on the workload."""
     P = program_lib.population_size(d.population)
     if engine in ("vm", "vm_1dev"):
-        devices = jax.devices()[:1] if engine == "vm_1dev" else None
-        (group,) = evaluator.place_collection([(d.taskset, d.info)], devices=devices)
+        mesh = runtime.program_mesh(jax.devices()[:1] if engine == "vm_1dev" else None)
+        (group,) = evaluator.place_collection([(d.taskset, d.info)], mesh=mesh)
 
         def run_vm():
             return evaluator.run_chunked(d.population, group, d.seeds, config=d.config).fitness

@@ -94,7 +94,7 @@ def rich_population(seed):
 def evaluate(population, taskset, info, seeds, spec, **kw):
     return evaluation.evaluate_lanes(
         population,
-        evaluation.TaskArrays(*taskset),
+        taskset,
         np.asarray(seeds, np.uint32),
         spec=spec,
         eval_type=info.eval_type,
@@ -351,7 +351,7 @@ def test_switch_engine_scores_as_the_vm():
     """LINEAR and 3 random programs (gaussian-set ops in Learn) on the demo's 10 linear tasks."""
     programs = [linear()] + random_programs(np.random.default_rng(3), SPEC_LIN, (3, 2, 6), 3)
     fit_vm = run_lin(programs, seed=4)  # The VM, through evaluator.run_chunked.
-    taskset, info = linear_group().tasks[0], linear_group().info
+    taskset, info = linear_group().tasks, linear_group().info
     seeds = evaluation.lane_seeds(jax.random.key(4), len(programs), info.num_tasks)
     population = program_lib.stack(programs)
     fit_sw = np.asarray(
