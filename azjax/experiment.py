@@ -81,7 +81,7 @@ def default_config() -> config_dict.ConfigDict:
     c.search_mode = "evolution"  # or "random" (the random-search baseline).
     c.population_size = 1000
     c.tournament_size = 10
-XX
+    c.children_per_generation = 250  # K; 1 = the original's steady state (see evolution.py).
     c.initial_population = "RANDOM"
     c.allowed_mutation_types = ("ALTER_PARAM", "RANDOMIZE_INSTRUCTION", "RANDOMIZE_COMPONENT_FUNCTION")
     c.mutate_prob = 0.9
