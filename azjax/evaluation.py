@@ -40,7 +40,7 @@ class LaneResult(NamedTuple):
 
 
 def flip_and_squash(rmse):
-    """The original's regression fitness 1 - (2/pi) atan(rmse), 0 for NaN/inf (REFERENCE.md §4.4)."""
+    """The original's regression fitness 1 - (2/pi) atan(rmse); 0 for NaN/inf (§4.4)."""
     fit = 1.0 - (2.0 / math.pi) * jnp.arctan(rmse)
     return jnp.where(jnp.isfinite(rmse), fit, 0.0)
 

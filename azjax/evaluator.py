@@ -26,8 +26,8 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from azjax import budget as budget_lib
-from azjax import ops as ops_lib
 from azjax import evaluation, fec, pruning, runtime
+from azjax import ops as ops_lib
 from azjax import program as program_lib
 from azjax.program import Program, ProgramSpec
 from azjax.tasks import TaskInfo, TaskSet
@@ -85,10 +85,15 @@ def place_collection(collection, *, mesh=None, fec_num_train=0, fec_num_valid=0)
     for tasks, info in collection:
         fec = None
         if fec_num_train:
-            fec = runtime.replicate(tasks._replace(
-                x_train=tasks.x_train[:, :fec_num_train], y_train=tasks.y_train[:, :fec_num_train],
-                x_valid=tasks.x_valid[:, :fec_num_valid], y_valid=tasks.y_valid[:, :fec_num_valid],
-            ), mesh)
+            fec = runtime.replicate(
+                tasks._replace(
+                    x_train=tasks.x_train[:, :fec_num_train],
+                    y_train=tasks.y_train[:, :fec_num_train],
+                    x_valid=tasks.x_valid[:, :fec_num_valid],
+                    y_valid=tasks.y_valid[:, :fec_num_valid],
+                ),
+                mesh,
+            )
         index = np.arange(start, start + info.num_tasks)
         groups.append(TaskGroup(runtime.replicate(tasks, mesh), fec, info, index, mesh))
         start += info.num_tasks
@@ -106,23 +111,31 @@ def _bucket(n: int, chunk_size: int) -> int:
     return min(size, chunk_size)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sharded_evaluate(mesh: Mesh, spec, eval_type, epoch_size, max_abs_error, record):
     """`evaluation.evaluate_lanes` over a population split along the mesh's program axis.
 
     `shard_map`: each device scores its own programs on all tasks; no communication, one compile.
     """
     fn = functools.partial(
-        evaluation.evaluate_lanes, spec=spec, eval_type=eval_type, epoch_size=epoch_size,
-        max_abs_error=max_abs_error, record=record,
+        evaluation.evaluate_lanes,
+        spec=spec,
+        eval_type=eval_type,
+        epoch_size=epoch_size,
+        max_abs_error=max_abs_error,
+        record=record,
     )
     split, whole = PartitionSpec(runtime.PROGRAMS_AXIS), PartitionSpec()
     return jax.jit(
-        jax.shard_map(fn, mesh=mesh, in_specs=(split, whole, split), out_specs=split, check_vma=False)
+        jax.shard_map(
+            fn, mesh=mesh, in_specs=(split, whole, split), out_specs=split, check_vma=False
+        )
     )
 
 
-def run_chunked(population: Program, group: TaskGroup, seeds, *, config, fec=False) -> evaluation.LaneResult:
+def run_chunked(
+    population: Program, group: TaskGroup, seeds, *, config, fec=False
+) -> evaluation.LaneResult:
     """`evaluation.evaluate_lanes` over a population of any size, in padded fixed-shape chunks.
 
     Each chunk is split over the mesh's devices (one CPU device per core, see azjax.runtime).
@@ -136,21 +149,28 @@ def run_chunked(population: Program, group: TaskGroup, seeds, *, config, fec=Fal
     chunk = num_devices * _bucket(-(-P // num_devices), config.chunk_size)
     pad = -P % chunk
     population = jax.tree_util.tree_map(
-        lambda x: np.concatenate([np.asarray(x), np.zeros((pad,) + np.shape(x)[1:], np.asarray(x).dtype)]),
+        lambda x: np.concatenate(
+            [np.asarray(x), np.zeros((pad,) + np.shape(x)[1:], np.asarray(x).dtype)]
+        ),
         population,
     )
-    seeds = np.concatenate([np.asarray(seeds, np.uint32), np.zeros((pad, info.num_tasks), np.uint32)])
+    seeds = np.concatenate(
+        [np.asarray(seeds, np.uint32), np.zeros((pad, info.num_tasks), np.uint32)]
+    )
     evaluate = _sharded_evaluate(
         group.mesh, config.spec, info.eval_type, epoch_size, config.max_abs_error, fec
     )
     outs = [
         evaluate(
-            jax.tree_util.tree_map(lambda x, s=start: x[s : s + chunk], population), tasks,
+            jax.tree_util.tree_map(lambda x, s=start: x[s : s + chunk], population),
+            tasks,
             seeds[start : start + chunk],
         )
         for start in range(0, P + pad, chunk)
     ]
-    return jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs])[:P], *outs)
+    return jax.tree_util.tree_map(
+        lambda *xs: np.concatenate([np.asarray(x) for x in xs])[:P], *outs
+    )
 
 
 def train_counts(population: Program, group: TaskGroup, baseline: Program | None, factor: float):
@@ -171,8 +191,9 @@ def score(population: Program, groups, key, *, config: EvaluatorConfig, baseline
         fit = np.zeros((P, group.info.num_tasks))
         run = np.flatnonzero(counts > 0)
         if run.size:
-            result = run_chunked(program_lib.index(population, run), group, np.asarray(seeds)[run],
-                                 config=config)
+            result = run_chunked(
+                program_lib.index(population, run), group, np.asarray(seeds)[run], config=config
+            )
             fit[run] = result.fitness
         per_group.append(fit)
     return np.concatenate(per_group, axis=1)
@@ -204,11 +225,14 @@ class SearchEvaluator:
     def __init__(self, groups, *, config: EvaluatorConfig, baseline: Program | None = None):
         for g in groups:
             if config.fec_num_train and g.fec_tasks is None:
-                raise ValueError("FEC is on: place the search tasks with place_collection(..., "
-                                 "fec_num_train=..., fec_num_valid=...)")
+                raise ValueError(
+                    "FEC is on: place the search tasks with place_collection(..., "
+                    "fec_num_train=..., fec_num_valid=...)"
+                )
             if config.fec_num_train and g.info.epoch_size < config.fec_num_train:
                 raise ValueError(
-                    f"FEC needs {config.fec_num_train} training examples per task, but a search task "
+                    f"FEC needs {config.fec_num_train} training examples per task, but a search "
+                    "task "
                     f"spec has only {g.info.epoch_size}"
                 )
         self.groups, self.config, self.baseline = groups, config, baseline
@@ -224,7 +248,9 @@ class SearchEvaluator:
         """Combined fitness `[K]` of K children (numpy). The key is consumed."""
         cfg, K = self.config, program_lib.population_size(children)
         self.counters.children += K
-        counts = np.stack([train_counts(children, g, self.baseline, cfg.budget_factor) for g in self.groups], 1)
+        counts = np.stack(
+            [train_counts(children, g, self.baseline, cfg.budget_factor) for g in self.groups], 1
+        )
         fitness = np.zeros(K)
         todo = np.flatnonzero(counts.sum(1) > 0)
         self.counters.budget_rejected += K - todo.size
@@ -287,10 +313,17 @@ class SearchEvaluator:
         run = np.flatnonzero(need.any(1))
         self.counters.full_evaluations += run.size
         if run.size:
-            full = score(program_lib.index(programs, run), self.groups, key, config=cfg,
-                         baseline=self.baseline)
+            full = score(
+                program_lib.index(programs, run),
+                self.groups,
+                key,
+                config=cfg,
+                baseline=self.baseline,
+            )
             per_task[run] = np.where(need[run], full, per_task[run])
-            self.counters.train_steps += int(np.repeat(counts[run], [g.info.num_tasks for g in self.groups], 1).sum())
+            self.counters.train_steps += int(
+                np.repeat(counts[run], [g.info.num_tasks for g in self.groups], 1).sum()
+            )
             if cfg.fec_num_train:
                 self.fec.insert(prints[run][need[run]], full[need[run]])
         return evaluation.combine(per_task, cfg.combination)
@@ -305,7 +338,9 @@ class SearchEvaluator:
             res = run_chunked(programs, g, seeds, config=cfg, fec=True)
             self.counters.train_steps += U * g.info.num_tasks * cfg.fec_num_train
             # Errors after an early stop are NaN, so the records also say when training stopped.
-            prints.append(fec.fingerprint(res.train_errors, res.valid_errors, counts[:, j], g.index))
+            prints.append(
+                fec.fingerprint(res.train_errors, res.valid_errors, counts[:, j], g.index)
+            )
             stopped.append(~(res.train_errors <= cfg.max_abs_error).all(-1))
         return np.concatenate(prints, axis=1), np.concatenate(stopped, axis=1)
 
@@ -313,15 +348,18 @@ class SearchEvaluator:
         """The caches and counters as flat numpy arrays (for checkpoints)."""
         out = {f"structural/{k}": v for k, v in self.structural.state_arrays().items()}
         out.update({f"fec/{k}": v for k, v in self.fec.state_arrays().items()})
-        out.update({f"counters/{k}": np.asarray(v, np.int64) for k, v in self.counters.as_dict().items()})
+        out.update(
+            {f"counters/{k}": np.asarray(v, np.int64) for k, v in self.counters.as_dict().items()}
+        )
         return out
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        pick = lambda prefix: {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}  # noqa: E731
+        def pick(prefix):
+            return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+
         self.structural = fec.FECCache.from_state_arrays(pick("structural/"))
         self.fec = fec.FECCache.from_state_arrays(pick("fec/"))
         self.counters = Counters(**{k: int(v) for k, v in pick("counters/").items()})
-
 
 
 _RANDOM_OPS = np.array([op.is_random for op in ops_lib.OPS])
@@ -330,7 +368,10 @@ _RANDOM_OPS = np.array([op.is_random for op in ops_lib.OPS])
 def _has_random_ops(programs: Program) -> np.ndarray:
     """bool `[P]`: the program uses a random-init op (its evaluations differ by seed)."""
     return np.any(
-        [_RANDOM_OPS[np.asarray(getattr(programs, c).code)[..., 0]].any(-1) for c in program_lib.COMPONENTS],
+        [
+            _RANDOM_OPS[np.asarray(getattr(programs, c).code)[..., 0]].any(-1)
+            for c in program_lib.COMPONENTS
+        ],
         axis=0,
     )
 

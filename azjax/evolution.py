@@ -47,7 +47,9 @@ class EvolutionConfig:
         if P < 1:
             raise ValueError(f"population_size must be >= 1, got {P}")
         if not 1 <= K <= P:
-            raise ValueError(f"children_per_generation must be in [1, population_size={P}], got {K}")
+            raise ValueError(
+                f"children_per_generation must be in [1, population_size={P}], got {K}"
+            )
         if T < 1:
             raise ValueError(f"tournament_size must be >= 1, got {T}")
         if self.mode not in MODES:
@@ -171,7 +173,7 @@ def _replace_rows(pop: np.ndarray, slots: np.ndarray, rows: np.ndarray) -> np.nd
 
 
 def best_of_population(state: PopulationState) -> tuple[Program, float]:
-    """The original's candidate: the fittest individual of the current population (first on ties)."""
+    """The original's candidate: the population's fittest individual (the first on ties)."""
     i = int(np.argmax(state.fitness))
     return program_lib.index(state.programs, i), float(state.fitness[i])
 
@@ -179,4 +181,8 @@ def best_of_population(state: PopulationState) -> tuple[Program, float]:
 def population_stats(state: PopulationState) -> dict[str, float]:
     """mean, stdev (population, as the original) and best fitness of the current population."""
     f = state.fitness
-    return {"mean": float(f.mean()), "stdev": float(np.sqrt(max(f.var(), 0.0))), "best": float(f.max())}
+    return {
+        "mean": float(f.mean()),
+        "stdev": float(np.sqrt(max(f.var(), 0.0))),
+        "best": float(f.max()),
+    }

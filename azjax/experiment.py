@@ -39,17 +39,31 @@ class ConfigError(ValueError):
     """An invalid experiment configuration; the message names the field."""
 
 
-def task_config(kind: str, *, feature_size=4, num_train_examples=100, num_valid_examples=100,
-                num_tasks=1, eval_type="rms", **fields) -> config_dict.ConfigDict:
+def task_config(
+    kind: str,
+    *,
+    feature_size=4,
+    num_train_examples=100,
+    num_valid_examples=100,
+    num_tasks=1,
+    eval_type="rms",
+    **fields,
+) -> config_dict.ConfigDict:
     """A task collection's config: the fields of `azjax.tasks.TaskSpec`."""
     cfg = {
         f.name: f.default
         for f in dataclasses.fields(tasks.TaskSpec)
         if f.default is not dataclasses.MISSING
     }
-    cfg.update(kind=kind, feature_size=feature_size, num_train_examples=num_train_examples,
-               num_valid_examples=num_valid_examples, num_tasks=num_tasks, eval_type=eval_type,
-               **fields)
+    cfg.update(
+        kind=kind,
+        feature_size=feature_size,
+        num_train_examples=num_train_examples,
+        num_valid_examples=num_valid_examples,
+        num_tasks=num_tasks,
+        eval_type=eval_type,
+        **fields,
+    )
     return config_dict.ConfigDict(cfg)
 
 
@@ -83,7 +97,11 @@ def default_config() -> config_dict.ConfigDict:
     c.tournament_size = 10
     c.children_per_generation = 250  # K; 1 = the original's steady state (see evolution.py).
     c.initial_population = "RANDOM"
-    c.allowed_mutation_types = ("ALTER_PARAM", "RANDOMIZE_INSTRUCTION", "RANDOMIZE_COMPONENT_FUNCTION")
+    c.allowed_mutation_types = (
+        "ALTER_PARAM",
+        "RANDOMIZE_INSTRUCTION",
+        "RANDOMIZE_COMPONENT_FUNCTION",
+    )
     c.mutate_prob = 0.9
     c.max_train_steps = 80_000_000_000
     c.time_budget_secs = 0.0  # Per experiment; 0 = none. Resume is exact only without it.
@@ -157,7 +175,9 @@ def build(cfg: config_dict.ConfigDict | dict) -> Experiment:
             num_vectors=int(_get(cfg, "num_vectors")),
             num_matrices=int(_get(cfg, "num_matrices")),
         )
-        roomy = ProgramSpec(**memory, **{c: ComponentSpec(_ROOMY, ops[c]) for c in program_lib.COMPONENTS})
+        roomy = ProgramSpec(
+            **memory, **{c: ComponentSpec(_ROOMY, ops[c]) for c in program_lib.COMPONENTS}
+        )
         # Hand-written models are never truncated and may use ops outside the (possibly empty,
         # frozen) lists: grow the capacity to their length and allow their ops.
         for name in sorted({initial, budget_name} - {"", "RANDOM", "NO_OP"}):
@@ -167,10 +187,13 @@ def build(cfg: config_dict.ConfigDict | dict) -> Experiment:
                 max(n, int(getattr(model, c).length))
                 for n, c in zip(capacity, program_lib.COMPONENTS, strict=True)
             )
-        spec = ProgramSpec(**memory, **{
-            c: roomy.component(c)._replace(size=n)
-            for c, n in zip(program_lib.COMPONENTS, capacity, strict=True)
-        })
+        spec = ProgramSpec(
+            **memory,
+            **{
+                c: roomy.component(c)._replace(size=n)
+                for c, n in zip(program_lib.COMPONENTS, capacity, strict=True)
+            },
+        )
         mparams = mutation.MutationParams(
             allowed_mutation_types=tuple(_get(cfg, "allowed_mutation_types")),
             mutate_prob=float(_get(cfg, "mutate_prob")),
@@ -221,8 +244,13 @@ def build(cfg: config_dict.ConfigDict | dict) -> Experiment:
         )
     baseline = generator.INITIAL_ALGORITHMS[budget_name](None, spec, sizes) if budget_name else None
     return Experiment(
-        config=cfg, spec=spec, evolution=evo, evaluator=ev, search_tasks=search,
-        select_tasks=_task_spec(cfg, "select_tasks"), final_tasks=_task_spec(cfg, "final_tasks"),
+        config=cfg,
+        spec=spec,
+        evolution=evo,
+        evaluator=ev,
+        search_tasks=search,
+        select_tasks=_task_spec(cfg, "select_tasks"),
+        final_tasks=_task_spec(cfg, "final_tasks"),
         baseline=baseline,
     )
 
@@ -266,8 +294,13 @@ def _search_specs(exp: Experiment, seed: int, experiment: int):
     return search, select
 
 
-def run(exp: Experiment, *, workdir: str, log: Callable[[str], None] = print,
-        deadline: float | None = None) -> Result:
+def run(
+    exp: Experiment,
+    *,
+    workdir: str,
+    log: Callable[[str], None] = print,
+    deadline: float | None = None,
+) -> Result:
     """Runs (or resumes, from workdir/checkpoint.npz) the experiments; writes results to workdir.
 
     deadline: optional `time.time()` after which the current experiment's search ends and no
@@ -278,7 +311,10 @@ def run(exp: Experiment, *, workdir: str, log: Callable[[str], None] = print,
     cfg = exp.config
     ckpt_path = os.path.join(workdir, "checkpoint.npz")
     search_cfg = {k: v for k, v in cfg.items() if k not in RUNTIME_FIELDS}
-    metadata = {"format": CHECKPOINT_FORMAT, "config": json.loads(json.dumps(search_cfg, default=list))}
+    metadata = {
+        "format": CHECKPOINT_FORMAT,
+        "config": json.loads(json.dumps(search_cfg, default=list)),
+    }
     with open(os.path.join(workdir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2, default=list)
     jsonl = open(os.path.join(workdir, "log.jsonl"), "a")  # noqa: SIM115
@@ -293,11 +329,15 @@ def run(exp: Experiment, *, workdir: str, log: Callable[[str], None] = print,
         state, evaluator = _resume(exp, ckpt_path, seed, metadata)
         seed = int(state.seed)
         if bool(state.done):
-            log(f"{ckpt_path}: this run has finished; its final evaluation follows "
-                "(start over with --fresh or another --workdir)")
+            log(
+                f"{ckpt_path}: this run has finished; its final evaluation follows "
+                "(start over with --fresh or another --workdir)"
+            )
         else:
-            log(f"Resumed from {ckpt_path}: experiment {int(state.experiment)}, "
-                f"{int(state.population.num_individuals)} individuals")
+            log(
+                f"Resumed from {ckpt_path}: experiment {int(state.experiment)}, "
+                f"{int(state.population.num_individuals)} individuals"
+            )
     log(f"Random seed = {seed}")
     t_start = time.time() - (float(state.elapsed) if state is not None else 0.0)
     last_ckpt = time.time()
@@ -354,7 +394,8 @@ def _placeholder_evaluator(exp):
 
 def _search_groups(exp, search_spec):
     return evaluator_lib.place_collection(
-        [tasks.make_tasks(search_spec)], fec_num_train=exp.evaluator.fec_num_train,
+        [tasks.make_tasks(search_spec)],
+        fec_num_train=exp.evaluator.fec_num_train,
         fec_num_valid=exp.evaluator.fec_num_valid,
     )
 
@@ -367,12 +408,20 @@ def _start_experiment(exp, seed, experiment, prev: RunState | None, log):
     pop = evolution.init(k_init, ev.evaluate, exp.evolution)
     if prev is None:
         prev = RunState(
-            seed=np.int64(seed), experiment=np.int64(0), population=pop, steps_at_start=np.int64(0),
-            best_program=pop.best_program, best_select=np.float64(-1.0),
-            total_individuals=np.int64(0), elapsed=np.float64(0.0), done=np.bool_(False),
+            seed=np.int64(seed),
+            experiment=np.int64(0),
+            population=pop,
+            steps_at_start=np.int64(0),
+            best_program=pop.best_program,
+            best_select=np.float64(-1.0),
+            total_individuals=np.int64(0),
+            elapsed=np.float64(0.0),
+            done=np.bool_(False),
             counters=np.zeros(len(_COUNTER_FIELDS), np.int64),
         )
-    return prev._replace(experiment=np.int64(experiment), population=pop, steps_at_start=np.int64(0)), ev
+    return prev._replace(
+        experiment=np.int64(experiment), population=pop, steps_at_start=np.int64(0)
+    ), ev
 
 
 def _finish_experiment(exp, state: RunState, seed, ev, log, emit):
@@ -382,12 +431,19 @@ def _finish_experiment(exp, state: RunState, seed, ev, log, emit):
     _, select = _search_specs(exp, seed, experiment)
     groups = evaluator_lib.place_collection([tasks.make_tasks(select)])
     k_select = jax.random.fold_in(_experiment_key(seed, experiment), 1)
-    fit = evaluator_lib.score(program_lib.stack([candidate]), groups, k_select, config=exp.evaluator)
+    fit = evaluator_lib.score(
+        program_lib.stack([candidate]), groups, k_select, config=exp.evaluator
+    )
     select_fitness = float(evaluation.combine(fit, "mean")[0])
     log(f"Select fitness for candidate algorithm = {select_fitness:.6f}")
-    emit("experiment", experiment=experiment, search_fitness=search_fitness,
-         select_fitness=select_fitness, individuals=int(state.population.num_individuals),
-         counters=ev.counters.as_dict())
+    emit(
+        "experiment",
+        experiment=experiment,
+        search_fitness=search_fitness,
+        select_fitness=select_fitness,
+        individuals=int(state.population.num_individuals),
+        counters=ev.counters.as_dict(),
+    )
     if select_fitness >= float(state.best_select):
         state = state._replace(best_program=candidate, best_select=np.float64(select_fitness))
     counters = np.asarray([ev.counters.as_dict()[k] for k in _COUNTER_FIELDS], np.int64)
@@ -405,18 +461,31 @@ def _finish_experiment(exp, state: RunState, seed, ev, log, emit):
 def _final(exp, state: RunState, seconds, log, emit) -> Result:
     groups = evaluator_lib.place_collection([tasks.make_tasks(exp.final_tasks)])
     k_final = jax.random.fold_in(jax.random.key(int(state.seed)), 2**31 - 1)
-    fit = evaluator_lib.score(program_lib.stack([state.best_program]), groups, k_final,
-                              config=exp.evaluator)
+    fit = evaluator_lib.score(
+        program_lib.stack([state.best_program]), groups, k_final, config=exp.evaluator
+    )
     final = float(evaluation.combine(fit, "mean")[0])
     log(f"Final evaluation fitness (on unseen data) = {final:.6f}")
     log("Algorithm found:")
     log(program_io.format_program(state.best_program))
-    result = Result(final, float(state.best_select), state.best_program, int(state.experiment) + 1,
-                    int(state.total_individuals), seconds,
-                    dict(zip(_COUNTER_FIELDS, state.counters.tolist(), strict=True)))
-    emit("final", final_fitness=final, select_fitness=result.select_fitness,
-         experiments=result.experiments, individuals=result.individuals, seconds=seconds,
-         counters=result.counters)
+    result = Result(
+        final,
+        float(state.best_select),
+        state.best_program,
+        int(state.experiment) + 1,
+        int(state.total_individuals),
+        seconds,
+        dict(zip(_COUNTER_FIELDS, state.counters.tolist(), strict=True)),
+    )
+    emit(
+        "final",
+        final_fitness=final,
+        select_fitness=result.select_fitness,
+        experiments=result.experiments,
+        individuals=result.individuals,
+        seconds=seconds,
+        counters=result.counters,
+    )
     return result
 
 
@@ -437,15 +506,25 @@ def _print_progress(log, emit, pop, ev, t_start, experiment):
 def _resume(exp, path, seed, metadata):
     """Loads a checkpoint written by `run` for this same config; errors name the mismatch."""
     like_pop = evolution.PopulationState(
-        programs=_empty_population(exp), fitness=np.zeros(exp.evolution.population_size),
-        cursor=np.int64(0), key=jax.random.key(0), num_individuals=np.int64(0),
-        generation=np.int64(0), best_program=program_lib.index(_empty_population(exp), 0),
+        programs=_empty_population(exp),
+        fitness=np.zeros(exp.evolution.population_size),
+        cursor=np.int64(0),
+        key=jax.random.key(0),
+        num_individuals=np.int64(0),
+        generation=np.int64(0),
+        best_program=program_lib.index(_empty_population(exp), 0),
         best_fitness=np.float64(0),
     )
     like_run = RunState(
-        seed=np.int64(0), experiment=np.int64(0), population=like_pop, steps_at_start=np.int64(0),
-        best_program=like_pop.best_program, best_select=np.float64(0),
-        total_individuals=np.int64(0), elapsed=np.float64(0), done=np.bool_(False),
+        seed=np.int64(0),
+        experiment=np.int64(0),
+        population=like_pop,
+        steps_at_start=np.int64(0),
+        best_program=like_pop.best_program,
+        best_select=np.float64(0),
+        total_individuals=np.int64(0),
+        elapsed=np.float64(0),
+        done=np.bool_(False),
         counters=np.zeros(len(_COUNTER_FIELDS), np.int64),
     )
     like_ev = _placeholder_evaluator(exp).state_arrays()
@@ -464,7 +543,9 @@ def _resume(exp, path, seed, metadata):
 
 def _empty_population(exp) -> Program:
     spec, P = exp.spec, exp.evolution.population_size
-    return Program(*(program_lib.empty_component(spec.component(c).size, (P,)) for c in program_lib.COMPONENTS))
+    return Program(
+        *(program_lib.empty_component(spec.component(c).size, (P,)) for c in program_lib.COMPONENTS)
+    )
 
 
 def _write_outputs(workdir: str, result: Result) -> None:
@@ -472,5 +553,8 @@ def _write_outputs(workdir: str, result: Result) -> None:
     program_io.save_program(os.path.join(workdir, "best_program.json"), result.program)
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(
-            {k: v for k, v in result._asdict().items() if k != "program"}, f, indent=2, default=float
+            {k: v for k, v in result._asdict().items() if k != "program"},
+            f,
+            indent=2,
+            default=float,
         )

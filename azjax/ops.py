@@ -173,7 +173,9 @@ def op_ids(names_or_ids) -> tuple[int, ...]:
             name = x.strip().upper()
             spec = BY_NAME.get(name) or BY_NAME.get(name + "_OP")
             if spec is None:
-                raise ValueError(f"unknown op name {x!r}; expected one of the 65 names in azjax.ops")
+                raise ValueError(
+                    f"unknown op name {x!r}; expected one of the 65 names in azjax.ops"
+                )
             out.append(spec.id)
         else:
             i = int(x)

@@ -45,7 +45,7 @@ class Instruction(NamedTuple):
 
 
 class Component(NamedTuple):
-    """One component function. Shapes: code [..., L, 4] int32, consts [..., L, 3] f32, length [...]."""
+    """One component function: code [..., L, 4] int32, consts [..., L, 3] f32, length [...]."""
 
     code: np.ndarray
     consts: np.ndarray
@@ -175,7 +175,9 @@ def stack(programs: Sequence[Program]) -> Program:
         raise ValueError("cannot stack an empty list of programs")
     return Program(
         *(
-            Component(*(np.stack([np.asarray(getattr(p, c)[f]) for p in programs]) for f in range(3)))
+            Component(
+                *(np.stack([np.asarray(getattr(p, c)[f]) for p in programs]) for f in range(3))
+            )
             for c in COMPONENTS
         )
     )
@@ -188,7 +190,9 @@ def population_size(population: Program) -> int:
 
 def index(population: Program, i) -> Program:
     """Program i (or a sub-population, for an index array) of a population."""
-    return Program(*(Component(*(np.asarray(x)[i] for x in getattr(population, c))) for c in COMPONENTS))
+    return Program(
+        *(Component(*(np.asarray(x)[i] for x in getattr(population, c))) for c in COMPONENTS)
+    )
 
 
 def unstack(population: Program) -> list[Program]:

@@ -24,8 +24,10 @@ def configure(*, num_cpu_devices: int | None = None, cache_dir: str | None = DEF
     Must run before JAX initializes its backends; a later call raises a RuntimeError naming the fix.
     """
     if num_cpu_devices is None:
-        num_cpu_devices = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-            os.cpu_count() or 1
+        num_cpu_devices = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1)
         )
     try:
         jax.config.update("jax_num_cpu_devices", int(num_cpu_devices))

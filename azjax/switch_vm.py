@@ -45,7 +45,12 @@ def _branch(op_id: int, feature_size: int):
         reads[out_bank]["o"] = banks[out_bank][ins["out"]]
         consts = tuple(ins[f"c{j}"][None] for j in range(ops_lib.NUM_CONSTS))
         o = Operands(
-            feature_size=feature_size, s=reads[0], v=reads[1], m=reads[2], c=consts, key=key,
+            feature_size=feature_size,
+            s=reads[0],
+            v=reads[1],
+            m=reads[2],
+            c=consts,
+            key=key,
             dtype=banks[0].dtype,
         )
         banks = list(banks)
@@ -60,8 +65,8 @@ def run_component(
 ):
     """Same contract as `azjax.vm.run_component`, executed the naive way."""
     valid = sorted({ops_lib.NO_OP, *(i for g in plan.groups for i in g)})
-    position = jnp.zeros(ops_lib.NUM_OPS, jnp.int32).at[jnp.asarray(valid)].set(
-        jnp.arange(len(valid))
+    position = (
+        jnp.zeros(ops_lib.NUM_OPS, jnp.int32).at[jnp.asarray(valid)].set(jnp.arange(len(valid)))
     )
     branches = [_branch(i, feature_size) for i in valid]
 

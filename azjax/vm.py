@@ -90,7 +90,7 @@ class ComponentPlan:
         return tuple(k for k, g in zip(_KINDS, self.groups, strict=True) if g)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def plan_component(spec: ProgramSpec, component: str) -> ComponentPlan:
     """Builds the static plan for `spec`'s `component` ('setup', 'predict' or 'learn')."""
     cs = spec.component(component)
@@ -120,7 +120,7 @@ def decode(plan: ComponentPlan, component: Component, num_tasks: int) -> dict[st
     op, fields = code[..., 0], {"a": code[..., 1], "b": code[..., 2], "o": code[..., 3]}
     out_kind = jnp.asarray([o.out for o in ops_lib.OPS], jnp.int32)[op]
     dec = {}
-    for kind, group, size in zip(_KINDS, plan.groups, plan.bank_sizes, strict=True):
+    for kind, group in zip(_KINDS, plan.groups, strict=True):
         if not group:
             continue
         bank = _BANK[kind]
@@ -155,7 +155,12 @@ def _compute(plan: ComponentPlan, mem: Memory, cur: dict, key, feature_size: int
         reads[bank][role] = _select(cur[f"{bank}{role}"], banks[bank])
     consts = tuple(cur.get(f"c{j}") for j in range(ops_lib.NUM_CONSTS))
     o = Operands(
-        feature_size=feature_size, s=reads["s"], v=reads["v"], m=reads["m"], c=consts, key=key,
+        feature_size=feature_size,
+        s=reads["s"],
+        v=reads["v"],
+        m=reads["m"],
+        c=consts,
+        key=key,
         dtype=mem.scalars[0].dtype,
     )
     new = []
@@ -176,7 +181,8 @@ def _write(plan: ComponentPlan, mem: Memory, new, targets) -> Memory:
             continue
         first = 0 if kind == Kind.MATRIX else 1
         banks[i] = tuple(
-            x if k < first else jnp.where(targets[i] == k, new[i], x) for k, x in enumerate(banks[i])
+            x if k < first else jnp.where(targets[i] == k, new[i], x)
+            for k, x in enumerate(banks[i])
         )
     return Memory(*banks)
 
@@ -255,17 +261,25 @@ def execute_component(
     return memory_from_lanes(mem)
 
 
-def execute_component_single(spec, component, program: Component, scalars, vectors, matrices, seed, call):
+def execute_component_single(
+    spec, component, program: Component, scalars, vectors, matrices, seed, call
+):
     """`execute_component` for ONE program on ONE memory (`[S]`, `[V, F]`, `[M, F, F]`).
 
     Composable: works under `jax.vmap` (over programs and/or memories) and `jax.jit`.
     """
-    batched = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], (program, scalars, vectors, matrices))
+    batched = jax.tree_util.tree_map(
+        lambda x: jnp.asarray(x)[None], (program, scalars, vectors, matrices)
+    )
     plan = plan_component(spec, component)
     mem = memory_to_lanes(*batched[1:])
     dec = decode(plan, batched[0], 1)
     mem = run_component(
-        plan, mem, dec, seeds=jnp.asarray(seed, jnp.uint32)[None], call=call,
+        plan,
+        mem,
+        dec,
+        seeds=jnp.asarray(seed, jnp.uint32)[None],
+        call=call,
         feature_size=vectors.shape[-1],
     )
     return tuple(x[0] for x in memory_from_lanes(mem))

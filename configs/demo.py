@@ -1,6 +1,6 @@
 """The 5-minute demo: rediscover linear regression by gradient descent (run_demo.sh, §9.1).
 
-    python scripts/run_search_experiment.py --config=configs/demo.py [--config.random_seed=3]
+python scripts/run_search_experiment.py --config=configs/demo.py [--config.random_seed=3]
 """
 
 from azjax.experiment import default_config, task_config
@@ -12,7 +12,10 @@ def get_config():
     c.search_tasks = task_config("linear", num_train_examples=100, num_tasks=10)
     c.select_tasks = task_config("linear", num_train_examples=1000, num_tasks=100)
     c.final_tasks = task_config(
-        "linear", num_train_examples=1000, num_tasks=100, param_seeds=(2000000,),
+        "linear",
+        num_train_examples=1000,
+        num_tasks=100,
+        param_seeds=(2000000,),
         data_seeds=(1000000,),
     )
     c.max_train_steps = 200_000_000

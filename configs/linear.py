@@ -11,7 +11,12 @@ def get_config():
     c.name = "linear"
     c.setup_ops = ("SCALAR_CONST_SET_OP",)
     c.predict_ops = ("VECTOR_INNER_PRODUCT_OP",)
-    c.learn_ops = ("SCALAR_DIFF_OP", "SCALAR_PRODUCT_OP", "SCALAR_VECTOR_PRODUCT_OP", "VECTOR_SUM_OP")
+    c.learn_ops = (
+        "SCALAR_DIFF_OP",
+        "SCALAR_PRODUCT_OP",
+        "SCALAR_VECTOR_PRODUCT_OP",
+        "VECTOR_SUM_OP",
+    )
     c.setup_size_init, c.predict_size_init, c.learn_size_init = 5, 1, 4
     c.search_tasks = task_config("linear", num_train_examples=100, num_tasks=10)
     c.select_tasks = task_config("linear", num_train_examples=10000, num_tasks=100)

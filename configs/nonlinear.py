@@ -23,7 +23,10 @@ def get_config():
     c.train_budget = "NEURAL_NET"
     c.initial_population = "DAMAGED_NEURAL_NET"
     c.allowed_mutation_types = (
-        "ALTER_PARAM", "INSERT_INSTRUCTION", "REMOVE_INSTRUCTION", "TRADE_INSTRUCTION"
+        "ALTER_PARAM",
+        "INSERT_INSTRUCTION",
+        "REMOVE_INSTRUCTION",
+        "TRADE_INSTRUCTION",
     )
     c.mutate_prob = 1.0
     c.max_train_steps = 100_000_000

@@ -1,5 +1,5 @@
-"""Projected binary classification on real images (run_integration_test_projected_binary_datasets.sh,
-§9.4): the hand-written neural net, evolving only its Setup, on class 0 vs 1.
+"""Projected binary classification on real images: the hand-written neural net, evolving only
+its Setup, on class 0 vs 1 (run_integration_test_projected_binary_datasets.sh, REFERENCE.md §9.4).
 
 Prepare the data first (scikit-learn's bundled digits; nothing is downloaded):
 
@@ -20,9 +20,17 @@ DATA_DIR = "workdir/datasets/digits"
 
 def _binary(data_seed: int):
     return task_config(
-        "projected_binary", feature_size=16, num_train_examples=250, num_valid_examples=30,
-        eval_type="accuracy", dataset_dir=DATA_DIR, dataset_name="digits", positive_class=0,
-        negative_class=1, max_supported_data_seed=2, data_seeds=(data_seed,),
+        "projected_binary",
+        feature_size=16,
+        num_train_examples=250,
+        num_valid_examples=30,
+        eval_type="accuracy",
+        dataset_dir=DATA_DIR,
+        dataset_name="digits",
+        positive_class=0,
+        negative_class=1,
+        max_supported_data_seed=2,
+        data_seeds=(data_seed,),
     )
 
 

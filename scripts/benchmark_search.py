@@ -23,16 +23,22 @@ from ml_collections import config_flags
 from azjax import experiment, runtime
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "..", "configs", "demo.py"), "Experiment config."
+    "config",
+    os.path.join(os.path.dirname(__file__), "..", "configs", "demo.py"),
+    "Experiment config.",
 )
 _SEEDS = flags.DEFINE_list("seeds", [str(i) for i in range(1, 11)], "Random seeds to run.")
 _OUTPUT = flags.DEFINE_string("output", "workdir/benchmark_search.json", "Where to write JSON.")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/benchmark_search", "Per-seed run directories.")
 _BUDGET = flags.DEFINE_float(
-    "seed_budget_secs", 600.0, "Per-seed wall-clock cap (sets config.time_budget_secs per experiment "
-    "and max_experiments so one seed cannot run forever); 0 = none."
+    "seed_budget_secs",
+    600.0,
+    "Per-seed wall-clock cap (sets config.time_budget_secs per experiment "
+    "and max_experiments so one seed cannot run forever); 0 = none.",
 )
-_SOLVED = flags.DEFINE_float("solved_fitness", 0.9999, "A seed is solved if its final fitness exceeds this.")
+_SOLVED = flags.DEFINE_float(
+    "solved_fitness", 0.9999, "A seed is solved if its final fitness exceeds this."
+)
 
 
 def main(argv):
@@ -54,36 +60,79 @@ def main(argv):
         seconds = time.perf_counter() - t0
         c = result.counters
         row = dict(
-            seed=seed, solved=bool(result.final_fitness > _SOLVED.value), seconds=seconds,
-            final_fitness=result.final_fitness, select_fitness=result.select_fitness,
-            experiments=result.experiments, individuals=result.individuals,
-            individuals_per_sec=result.individuals / seconds, **{f"saved_{k}": v for k, v in c.items()},
+            seed=seed,
+            solved=bool(result.final_fitness > _SOLVED.value),
+            seconds=seconds,
+            final_fitness=result.final_fitness,
+            select_fitness=result.select_fitness,
+            experiments=result.experiments,
+            individuals=result.individuals,
+            individuals_per_sec=result.individuals / seconds,
+            **{f"saved_{k}": v for k, v in c.items()},
         )
         rows.append(row)
-        print(f"seed {seed}: solved={row['solved']} {seconds:.1f}s {result.individuals} individuals "
-              f"({row['individuals_per_sec']:.0f}/s) final={result.final_fitness:.6f}", flush=True)
+        print(
+            f"seed {seed}: solved={row['solved']} {seconds:.1f}s {result.individuals} individuals "
+            f"({row['individuals_per_sec']:.0f}/s) final={result.final_fitness:.6f}",
+            flush=True,
+        )
     solved = [r for r in rows if r["solved"]]
     summary = dict(
-        seeds=len(rows), solved=len(solved),
+        seeds=len(rows),
+        solved=len(solved),
         median_seconds_to_solve=statistics.median(r["seconds"] for r in solved) if solved else None,
-        median_individuals_to_solve=statistics.median(r["individuals"] for r in solved) if solved else None,
+        median_individuals_to_solve=statistics.median(r["individuals"] for r in solved)
+        if solved
+        else None,
         mean_individuals_per_sec=statistics.mean(r["individuals_per_sec"] for r in rows),
     )
-    header = ("seed", "solved", "seconds", "individuals", "indiv/s", "experiments", "dedupe", "fec",
-              "early_stop", "full_evals", "final")
+    header = (
+        "seed",
+        "solved",
+        "seconds",
+        "individuals",
+        "indiv/s",
+        "experiments",
+        "dedupe",
+        "fec",
+        "early_stop",
+        "full_evals",
+        "final",
+    )
     print("\n" + " | ".join(f"{h:>11}" for h in header))
     for r in rows:
-        vals = (r["seed"], r["solved"], f"{r['seconds']:.1f}", r["individuals"],
-                f"{r['individuals_per_sec']:.0f}", r["experiments"], r["saved_dedupe_hits"],
-                r["saved_fec_hits"], r["saved_early_stops"], r["saved_full_evaluations"],
-                f"{r['final_fitness']:.6f}")
+        vals = (
+            r["seed"],
+            r["solved"],
+            f"{r['seconds']:.1f}",
+            r["individuals"],
+            f"{r['individuals_per_sec']:.0f}",
+            r["experiments"],
+            r["saved_dedupe_hits"],
+            r["saved_fec_hits"],
+            r["saved_early_stops"],
+            r["saved_full_evaluations"],
+            f"{r['final_fitness']:.6f}",
+        )
         print(" | ".join(f"{str(v):>11}" for v in vals))
     print(json.dumps(summary, indent=2))
     os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
     with open(_OUTPUT.value, "w") as f:
-        json.dump(dict(summary=summary, rows=rows, config=cfg.to_dict(), jax=jax.__version__,
-                       devices=[str(d) for d in jax.devices()], cpu_count=os.cpu_count(),
-                       platform=platform.platform(), argv=sys.argv), f, indent=2, default=list)
+        json.dump(
+            dict(
+                summary=summary,
+                rows=rows,
+                config=cfg.to_dict(),
+                jax=jax.__version__,
+                devices=[str(d) for d in jax.devices()],
+                cpu_count=os.cpu_count(),
+                platform=platform.platform(),
+                argv=sys.argv,
+            ),
+            f,
+            indent=2,
+            default=list,
+        )
     print(f"wrote {_OUTPUT.value}")
 
 

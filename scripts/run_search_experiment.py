@@ -18,7 +18,8 @@ from ml_collections import config_flags
 from azjax import checkpoint, experiment, runtime
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "..", "configs", "demo.py"),
+    "config",
+    os.path.join(os.path.dirname(__file__), "..", "configs", "demo.py"),
     "Experiment config file (a get_config() module); override fields with --config.NAME=VALUE.",
 )
 _WORKDIR = flags.DEFINE_string(

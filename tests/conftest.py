@@ -6,7 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.dirname(__file__), "..", ".jax_cache"))
+jax.config.update(
+    "jax_compilation_cache_dir", os.path.join(os.path.dirname(__file__), "..", ".jax_cache")
+)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 

@@ -19,7 +19,9 @@ MUTATION = mutation.MutationParams(
 @pytest.fixture(scope="module")
 def groups():
     spec = tasks.TaskSpec(kind="linear", num_train_examples=20, num_valid_examples=20, num_tasks=2)
-    return evaluator_lib.place_collection([tasks.make_tasks(spec)], fec_num_train=10, fec_num_valid=10)
+    return evaluator_lib.place_collection(
+        [tasks.make_tasks(spec)], fec_num_train=10, fec_num_valid=10
+    )
 
 
 def _evaluator(groups):
@@ -28,8 +30,13 @@ def _evaluator(groups):
 
 def _config(P, K, **kw):
     return evolution.EvolutionConfig(
-        spec=SPEC, mutation=MUTATION, sizes=(10, 2, 8), population_size=P, tournament_size=4,
-        children_per_generation=K, **kw,
+        spec=SPEC,
+        mutation=MUTATION,
+        sizes=(10, 2, 8),
+        population_size=P,
+        tournament_size=4,
+        children_per_generation=K,
+        **kw,
     )
 
 
@@ -43,9 +50,7 @@ def _plain_steady_state(state, evaluate, config, num_steps):
         key, k_children, k_eval = jax.random.split(key, 3)
         k_select, k_mutate = jax.random.split(k_children)
         ranks = evolution.fitness_ranks(fitness)
-        contestants = np.asarray(
-            jax.random.randint(k_select, (1, config.tournament_size), 0, P)
-        )[0]
+        contestants = np.asarray(jax.random.randint(k_select, (1, config.tournament_size), 0, P))[0]
         winner = contestants[np.argmax(ranks[contestants])]
         parent = program_lib.index(programs, winner)
         child = mutation.mutate(jax.random.split(k_mutate, 1)[0], parent, SPEC, MUTATION)
@@ -62,12 +67,18 @@ def _plain_steady_state(state, evaluate, config, num_steps):
 def test_k1_equals_plain_steady_state(groups):
     config = _config(12, 1)
     state = evolution.init(jax.random.key(3), _evaluator(groups).evaluate, config)
-    plain_programs, plain_fitness = _plain_steady_state(state, _evaluator(groups).evaluate, config, 30)
+    plain_programs, plain_fitness = _plain_steady_state(
+        state, _evaluator(groups).evaluate, config, 30
+    )
     evaluate = _evaluator(groups).evaluate
     for _ in range(30):
         state = evolution.step(state, evaluate, config)
     np.testing.assert_array_equal(state.fitness, plain_fitness)
-    for a, b in zip(jax.tree_util.tree_leaves(state.programs), jax.tree_util.tree_leaves(plain_programs)):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(state.programs),
+        jax.tree_util.tree_leaves(plain_programs),
+        strict=True,
+    ):
         np.testing.assert_array_equal(a, b)
     assert int(state.num_individuals) == 12 + 30 and int(state.cursor) == 30 % 12
 

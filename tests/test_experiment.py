@@ -112,13 +112,21 @@ def test_run_writes_outputs_and_kill_resume_is_exact(tmp_path):
     assert results["experiments"] == 2
     for name in ("best_program.txt", "best_program.json", "log.jsonl", "config.json"):
         assert (tmp_path / "ref" / name).exists()
-    events = [json.loads(line) for line in (tmp_path / "ref" / "log.jsonl").read_text().splitlines()]
+    events = [
+        json.loads(line) for line in (tmp_path / "ref" / "log.jsonl").read_text().splitlines()
+    ]
     assert {"progress", "experiment", "final"} <= {e["event"] for e in events}
 
     # Killed run: checkpoint every generation, SIGKILL once a checkpoint exists, then resume.
     work = tmp_path / "killed"
-    cmd = [sys.executable, SCRIPT, f"--config={DEMO}", f"--workdir={work}", *TINY,
-           "--config.checkpoint_every_secs=0"]
+    cmd = [
+        sys.executable,
+        SCRIPT,
+        f"--config={DEMO}",
+        f"--workdir={work}",
+        *TINY,
+        "--config.checkpoint_every_secs=0",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = work / "checkpoint.npz"
     deadline = time.time() + 300
@@ -136,7 +144,9 @@ def test_run_writes_outputs_and_kill_resume_is_exact(tmp_path):
     assert "Resumed from" in resumed.stdout
     final = lambda out: [l for l in out.splitlines() if l.startswith("Final evaluation")]  # noqa: E731
     assert final(resumed.stdout) == final(ref.stdout)
-    assert (work / "best_program.txt").read_text() == (tmp_path / "ref" / "best_program.txt").read_text()
+    assert (work / "best_program.txt").read_text() == (
+        tmp_path / "ref" / "best_program.txt"
+    ).read_text()
     again = json.loads((work / "results.json").read_text())
     assert again["final_fitness"] == results["final_fitness"]
     assert again["individuals"] == results["individuals"]
