@@ -26,7 +26,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from azjax import budget as budget_lib
-from azjax import evaluation, fec, pruning, runtime
+from azjax import evaluation, fec, program_io, pruning, runtime
 from azjax import ops as ops_lib
 from azjax import program as program_lib
 from azjax.program import Program, ProgramSpec
@@ -181,8 +181,14 @@ def train_counts(population: Program, group: TaskGroup, baseline: Program | None
     return np.asarray(budget_lib.train_examples(population, baseline, n, factor), np.int64)
 
 
-def score(population: Program, groups, key, *, config: EvaluatorConfig, baseline=None):
-    """Full evaluation, no caches: per-task fitness `[P, T_total]` (numpy). The key is consumed."""
+def score(population: Program, groups, key, *, config: EvaluatorConfig, baseline=None, check=True):
+    """Full evaluation, no caches: per-task fitness `[P, T_total]` (numpy). The key is consumed.
+
+    `check`: validate the programs first (a clear `ProgramError` for bad opcodes, addresses or
+    shapes instead of undefined VM behaviour); the search skips it for its own children.
+    """
+    if check:
+        program_io.validate(population, config.spec, batched=True)
     P = program_lib.population_size(population)
     per_group = []
     for group, k in zip(groups, jax.random.split(key, len(groups)), strict=True):
@@ -307,7 +313,7 @@ class SearchEvaluator:
             # its first training examples) stops at the same step in the full evaluation, in the
             # first epoch: fitness 0, exactly, without running it (REFERENCE.md §4.1).
             dead = need & stopped & ~_has_random_ops(programs)[:, None]
-            self.fec.insert(prints[dead], np.zeros(int(dead.sum())))
+            missed = need.copy()
             self.counters.early_stops += int((need.any(1) & ~(need & ~dead).any(1)).sum())
             need &= ~dead
         run = np.flatnonzero(need.any(1))
@@ -317,6 +323,7 @@ class SearchEvaluator:
                 program_lib.index(programs, run),
                 self.groups,
                 key,
+                check=False,
                 config=cfg,
                 baseline=self.baseline,
             )
@@ -324,8 +331,8 @@ class SearchEvaluator:
             self.counters.train_steps += int(
                 np.repeat(counts[run], [g.info.num_tasks for g in self.groups], 1).sum()
             )
-            if cfg.fec_num_train:
-                self.fec.insert(prints[run][need[run]], full[need[run]])
+        if cfg.fec_num_train:  # One insert: it resolves equal fingerprints within the batch.
+            self.fec.insert(prints[missed], per_task[missed])
         return evaluation.combine(per_task, cfg.combination)
 
     def _fingerprints(self, programs: Program, counts) -> tuple[np.ndarray, np.ndarray]:

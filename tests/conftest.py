@@ -20,3 +20,27 @@ def key():
 @pytest.fixture
 def np_rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory):
+    """Projected binary digits files (classes 0 vs 1, F = 4, seeds 0-1), made from scikit-learn's
+    bundled digits: real images, nothing downloaded."""
+    from azjax import datasets
+
+    out = tmp_path_factory.mktemp("binary_digits")
+    images, labels = datasets.read_digits()
+    datasets.prepare_binary_datasets(
+        images,
+        labels,
+        out_dir=str(out),
+        dataset_name="digits",
+        class_ids=[0, 1],
+        min_data_seed=0,
+        max_data_seed=2,
+        num_train=100,
+        num_valid=20,
+        num_test=20,
+        projected_dim=4,
+    )
+    return str(out)

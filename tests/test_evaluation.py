@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from azjax import budget, datasets, evaluation, generator, ops, tasks
+from azjax import budget, evaluation, generator, ops, pruning, tasks
 from azjax import evaluator as evaluator_lib
 from azjax import program as program_lib
 from azjax import reference as ref
@@ -145,26 +145,6 @@ def assert_matches_reference(population, taskset, info, seeds, spec, fitness):
     assert not unexplained, f"(program, task, vm, ref32, ref64): {unexplained}"
     assert len(bad) <= 0.03 * P * T, bad
     return want
-
-
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("digits")
-    images, labels = datasets.read_digits()
-    datasets.prepare_binary_datasets(
-        images,
-        labels,
-        out_dir=str(out),
-        dataset_name="digits",
-        class_ids=[0, 1],
-        min_data_seed=0,
-        max_data_seed=2,
-        num_train=60,
-        num_valid=20,
-        num_test=20,
-        projected_dim=F,
-    )
-    return str(out)
 
 
 def small_tasks(kind, digits_dir=None):
@@ -448,3 +428,66 @@ def test_search_evaluator_matches_score_and_counts_dedupe_and_fec_hits():
     np.testing.assert_array_equal(third, first[:2])
     c = ev.counters.as_dict()
     assert (c["dedupe_hits"], c["fec_hits"], c["full_evaluations"]) == (2, 2, 2)
+
+
+def test_pruning_and_compaction_never_change_vm_fitness():
+    """Dead-code elimination (in place) and compaction (live code moved to the front, deterministic
+    programs only) give bit-identical VM fitness to the unpruned programs (issue #5)."""
+    spec = ProgramSpec()  # The demo space: no random ops, so compaction applies everywhere.
+    population = jax.tree.map(
+        np.asarray,
+        generator.make_initial_population(jax.random.key(5), "RANDOM", spec, (10, 2, 8), 128),
+    )
+    config = evaluator_lib.EvaluatorConfig(spec=spec)
+    group = linear_group()
+    seeds = evaluation.lane_seeds(jax.random.key(0), 128, LINEAR_TASKS.num_tasks)
+    plain = evaluator_lib.run_chunked(population, group, seeds, config=config).fitness
+    pruned = pruning.prune(population, spec)
+    removed = sum(
+        (getattr(population, c).code[..., 0] != getattr(pruned, c).code[..., 0]).sum()
+        for c in program_lib.COMPONENTS
+    )
+    assert removed > 500  # Random programs carry plenty of dead code.
+    np.testing.assert_array_equal(
+        evaluator_lib.run_chunked(pruned, group, seeds, config=config).fitness, plain
+    )
+    compacted, order = evaluator_lib.compact(pruned, spec)
+    assert sorted(order.tolist()) == list(range(128))
+    np.testing.assert_array_equal(
+        evaluator_lib.run_chunked(compacted, group, seeds[order], config=config).fitness,
+        plain[order],
+    )
+    assert len(np.unique(plain.mean(1))) > 20
+
+
+def test_early_stop_shortcut_and_equal_fingerprints_in_one_batch():
+    """A deterministic program that blows up in the FEC pass gets 0 without a full evaluation; a
+    random-op program with the very same fingerprint is still evaluated, and the two share one
+    FEC entry (regression: inserting the same fingerprint twice used to raise)."""
+    spec = ProgramSpec(
+        setup=ComponentSpec(2, (63,)),
+        predict=ComponentSpec(3, (2, 4, 27)),
+        learn=ComponentSpec(1, (2,)),
+    )
+    # s1 = dot(v1, x); s1 = s1 - s1; s1 = s1 / s0 = 0 / 0: NaN at the first example, whatever v1
+    # holds, yet v1 (and the Gaussian init that writes it) stays live code.
+    nan_predict = [I(27, 1, 0, 1), I(2, 1, 1, 1), I(4, 1, 0, 1)]
+    deterministic = program_lib.make_program(spec, [], nan_predict, [])
+    noisy = program_lib.make_program(spec, [I(63, 0, 0, 1, (0.0, 1.0, 0.0))], nan_predict, [])
+    children = program_lib.stack([deterministic, noisy, linear_like(spec)])
+    ev = evaluator_lib.SearchEvaluator(
+        [linear_group()], config=evaluator_lib.EvaluatorConfig(spec=spec)
+    )
+    fitness = ev.evaluate(children, jax.random.key(0))
+    np.testing.assert_array_equal(fitness[:2], 0.0)
+    assert fitness[2] > 0.0
+    assert ev.counters.early_stops == 1  # The deterministic one only.
+    assert ev.counters.full_evaluations == 2  # The noisy one and the learner.
+    assert (
+        len(ev.fec) == 2 * LINEAR_TASKS.num_tasks
+    )  # One shared entry per task, plus the learner's.
+
+
+def linear_like(spec):
+    """Predict s1 = dot(v1, v0) with v1 from a Gaussian init: a fixed random linear model."""
+    return program_lib.make_program(spec, [I(63, 0, 0, 1, (0.0, 1.0, 0.0))], [I(27, 1, 0, 1)], [])

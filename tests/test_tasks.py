@@ -286,26 +286,6 @@ def test_spec_normalizes_to_hashable_tuples():
 # Projected binary tasks, from real digits files.
 
 
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("binary_digits")
-    images, labels = datasets.read_digits()
-    datasets.prepare_binary_datasets(
-        images,
-        labels,
-        out_dir=str(out),
-        dataset_name="digits",
-        class_ids=[0, 1],
-        min_data_seed=0,
-        max_data_seed=2,
-        num_train=100,
-        num_valid=20,
-        num_test=20,
-        projected_dim=F,
-    )
-    return str(out)
-
-
 def _pb_spec(digits_dir, **kw):
     return TaskSpec(
         **{
