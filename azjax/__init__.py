@@ -7,6 +7,8 @@ original's semantics.
 """
 
 from azjax import ops
+from azjax.config import build as build_experiment
+from azjax.config import default_config, task_config
 from azjax.evaluation import evaluate_lanes, flip_and_squash
 from azjax.evaluator import (
     EvaluatorConfig,
@@ -18,8 +20,6 @@ from azjax.evaluator import (
 from azjax.evolution import EvolutionConfig, PopulationState
 from azjax.evolution import init as init_population
 from azjax.evolution import step as evolution_step
-from azjax.experiment import build as build_experiment
-from azjax.experiment import default_config, task_config
 from azjax.experiment import run as run_experiment
 from azjax.generator import (
     linear_algorithm,

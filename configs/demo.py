@@ -3,7 +3,7 @@
 python scripts/run_search_experiment.py --config=configs/demo.py [--config.random_seed=3]
 """
 
-from azjax.experiment import default_config, task_config
+from azjax.config import default_config, task_config
 
 
 def get_config():

@@ -3,7 +3,7 @@
 Setup may only set constants, Predict is one dot product, Learn 4 instructions.
 """
 
-from azjax.experiment import default_config, task_config
+from azjax.config import default_config, task_config
 
 
 def get_config():

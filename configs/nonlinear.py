@@ -4,7 +4,7 @@ The initial population is the hand-written 2-layer net with its weight initializ
 evolution must re-insert Gaussian inits for v2 and m0. Predict and Learn are frozen.
 """
 
-from azjax.experiment import default_config, task_config
+from azjax.config import default_config, task_config
 
 
 def get_config():

@@ -13,7 +13,7 @@ dataset_dir), F=16, 8000 train and 1000 valid examples as the original. Digits h
 per class, so this config uses 250 train and 30 valid examples per task.
 """
 
-from azjax.experiment import default_config, task_config
+from azjax.config import default_config, task_config
 
 DATA_DIR = "workdir/datasets/digits"
 

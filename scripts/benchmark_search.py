@@ -20,7 +20,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from azjax import experiment, runtime
+from azjax import config, experiment, runtime
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -49,7 +49,7 @@ def main(argv):
     rows = []
     for seed in (int(s) for s in _SEEDS.value):
         cfg.random_seed = seed
-        exp = experiment.build(cfg)
+        exp = config.build(cfg)
         workdir = os.path.join(_WORKDIR.value, f"seed{seed}")
         if os.path.exists(os.path.join(workdir, "checkpoint.npz")):
             os.remove(os.path.join(workdir, "checkpoint.npz"))

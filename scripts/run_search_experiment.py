@@ -15,7 +15,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from azjax import checkpoint, experiment, runtime
+from azjax import checkpoint, config, experiment, runtime
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -44,8 +44,8 @@ def main(argv):
     runtime.configure(num_cpu_devices=_CPU_DEVICES.value)
     cfg = _CONFIG.value
     try:
-        exp = experiment.build(cfg)
-    except experiment.ConfigError as e:
+        exp = config.build(cfg)
+    except config.ConfigError as e:
         _fail(str(e))
     seed = int(cfg.random_seed)
     workdir = _WORKDIR.value or os.path.join(

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from azjax import checkpoint, experiment
+from azjax import checkpoint, config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "run_search_experiment.py")
@@ -51,9 +51,9 @@ def test_demo_and_integration_configs_build():
         module = {}
         with open(os.path.join(ROOT, "configs", f"{name}.py")) as f:
             exec(compile(f.read(), name, "exec"), module)
-        exp = experiment.build(module["get_config"]())
+        exp = config.build(module["get_config"]())
         assert exp.evolution.population_size >= 1
-    nonlinear = experiment.build(module_config("nonlinear"))
+    nonlinear = config.build(module_config("nonlinear"))
     # Predict/Learn are frozen but hold the hand-written net: its ops are allowed, not drawn.
     assert nonlinear.spec.predict.ops == () and 31 in nonlinear.spec.predict.valid_ops
     assert nonlinear.spec.learn.size >= 11 and nonlinear.baseline is not None
@@ -83,15 +83,15 @@ def module_config(name):
 def test_bad_configs_fail_with_the_field_named(field, value, message):
     cfg = module_config("demo")
     cfg[field] = value
-    with pytest.raises(experiment.ConfigError, match=message):
-        experiment.build(cfg)
+    with pytest.raises(config.ConfigError, match=message):
+        config.build(cfg)
 
 
 def test_bad_task_config_names_the_collection():
     cfg = module_config("demo")
     cfg.search_tasks.eval_type = "accuracy"
-    with pytest.raises(experiment.ConfigError, match="search_tasks"):
-        experiment.build(cfg)
+    with pytest.raises(config.ConfigError, match="search_tasks"):
+        config.build(cfg)
 
 
 def test_script_reports_bad_flags_in_one_line(tmp_path):

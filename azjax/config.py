@@ -1,0 +1,242 @@
+"""Experiment configs: every field with its default, and validation into an `Experiment`.
+
+A config is an `ml_collections.ConfigDict` (configs/*.py start from `default_config()` and
+override fields; scripts take `--config.FIELD=VALUE` overrides). `build` checks every field and
+turns the config into the static objects the search needs, raising a `ConfigError` that names
+the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ml_collections import config_dict
+
+from azjax import evaluator as evaluator_lib
+from azjax import evolution, generator, mutation, tasks
+from azjax import ops as ops_lib
+from azjax import program as program_lib
+from azjax.program import ComponentSpec, Program, ProgramSpec
+
+_ROOMY = 1024  # Slot capacity used only to measure hand-written models.
+
+
+class ConfigError(ValueError):
+    """An invalid experiment configuration; the message names the field."""
+
+
+def task_config(
+    kind: str,
+    *,
+    feature_size=4,
+    num_train_examples=100,
+    num_valid_examples=100,
+    num_tasks=1,
+    eval_type="rms",
+    **fields,
+) -> config_dict.ConfigDict:
+    """A task collection's config: the fields of `azjax.tasks.TaskSpec`."""
+    cfg = {
+        f.name: f.default
+        for f in dataclasses.fields(tasks.TaskSpec)
+        if f.default is not dataclasses.MISSING
+    }
+    cfg.update(
+        kind=kind,
+        feature_size=feature_size,
+        num_train_examples=num_train_examples,
+        num_valid_examples=num_valid_examples,
+        num_tasks=num_tasks,
+        eval_type=eval_type,
+        **fields,
+    )
+    return config_dict.ConfigDict(cfg)
+
+
+def default_config() -> config_dict.ConfigDict:
+    """Every experiment field with its default (the original's where it has one); configs/*.py
+    start from this and override. Task collections are `task_config`s."""
+    c = config_dict.ConfigDict()
+    c.name = "run"
+    # Memory and search space (op names or ids; an empty list freezes that component).
+    c.num_scalars, c.num_vectors, c.num_matrices = 4, 3, 1
+    c.setup_ops = c.predict_ops = c.learn_ops = ops_lib.DEMO_OPS
+    c.setup_size_init, c.predict_size_init, c.learn_size_init = 10, 2, 8
+    c.setup_size_min = c.predict_size_min = c.learn_size_min = 0
+    c.setup_size_max = c.predict_size_max = c.learn_size_max = 0
+    c.search_tasks = task_config("linear", num_tasks=10)
+    c.select_tasks = task_config("linear", num_train_examples=1000, num_tasks=100)
+    c.final_tasks = task_config("linear", num_train_examples=1000, num_tasks=100)
+    # Evaluation.
+    c.fec_num_train_examples = 10  # 0 disables FEC.
+    c.fec_num_valid_examples = 10
+    c.fec_cache_size = 100_000
+    c.fec_forget_every = 100
+    c.dedupe = True  # dead-code elimination + structural dedupe (azjax; not in the original)
+    c.fitness_combination = "mean"
+    c.max_abs_error = 100.0
+    c.train_budget = ""  # "" = none, or an initial-algorithm name, e.g. "NEURAL_NET".
+    c.train_budget_factor = 2.0
+    # Search.
+    c.search_mode = "evolution"  # or "random" (the random-search baseline).
+    c.population_size = 1000
+    c.tournament_size = 10
+    c.children_per_generation = 250  # K; 1 = the original's steady state (see evolution.py).
+    c.initial_population = "RANDOM"
+    c.allowed_mutation_types = (
+        "ALTER_PARAM",
+        "RANDOMIZE_INSTRUCTION",
+        "RANDOMIZE_COMPONENT_FUNCTION",
+    )
+    c.mutate_prob = 0.9
+    c.max_train_steps = 80_000_000_000
+    c.time_budget_secs = 0.0  # Per experiment; 0 = none. Resume is exact only without it.
+    # azjax: end an experiment's search once its best search fitness exceeds this (0 = never,
+    # as the original, which always spends max_train_steps).
+    c.stop_search_at_fitness = 0.0
+    # Experiments.
+    c.max_experiments = 1  # 0 = until sufficient_fitness.
+    c.random_seed = 0  # 0 = from the clock, as the original.
+    c.randomize_task_seeds = False
+    c.sufficient_fitness = 0.0  # 0 = none.
+    # Output and runtime.
+    c.progress_every = 10000
+    c.checkpoint_every_secs = 30.0
+    c.chunk_size = 256
+    return c
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """Everything static about a run, built and validated from a config by `build`."""
+
+    config: dict[str, Any]
+    spec: ProgramSpec
+    evolution: evolution.EvolutionConfig
+    evaluator: evaluator_lib.EvaluatorConfig
+    search_tasks: tasks.TaskSpec
+    select_tasks: tasks.TaskSpec
+    final_tasks: tasks.TaskSpec
+    baseline: Program | None
+
+
+def _get(cfg, name):
+    if name not in cfg:
+        raise ConfigError(f"config is missing field {name!r}")
+    return cfg[name]
+
+
+def _task_spec(cfg, name) -> tasks.TaskSpec:
+    fields = dict(_get(cfg, name))
+    try:
+        return tasks.TaskSpec(**fields)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"config.{name}: {e}") from e
+
+
+def build(cfg: config_dict.ConfigDict | dict) -> Experiment:
+    """Validates a config (see configs/demo.py for every field) into an `Experiment`."""
+    cfg = cfg.to_dict() if isinstance(cfg, config_dict.ConfigDict) else dict(cfg)
+    try:
+        ops = {c: ops_lib.op_ids(_get(cfg, f"{c}_ops")) for c in program_lib.COMPONENTS}
+    except ValueError as e:
+        raise ConfigError(f"config op lists: {e}") from e
+    sizes = tuple(int(_get(cfg, f"{c}_size_init")) for c in program_lib.COMPONENTS)
+    size_max = tuple(int(_get(cfg, f"{c}_size_max")) for c in program_lib.COMPONENTS)
+    size_min = tuple(int(_get(cfg, f"{c}_size_min")) for c in program_lib.COMPONENTS)
+    for c, n in zip(program_lib.COMPONENTS, sizes, strict=True):
+        if n < 0:
+            raise ConfigError(f"config.{c}_size_init must be >= 0, got {n}")
+    try:
+        initial = generator.canonical_name(str(_get(cfg, "initial_population")))
+        budget_name = str(_get(cfg, "train_budget"))
+        budget_name = generator.canonical_name(budget_name) if budget_name else ""
+    except ValueError as e:
+        raise ConfigError(f"config: {e}") from e
+    # Slot capacity: the initial size, grown to the insert limit (max - 1) when insertion is on.
+    capacity = tuple(max(1, s, m - 1) for s, m in zip(sizes, size_max, strict=True))
+    try:
+        memory = dict(
+            num_scalars=int(_get(cfg, "num_scalars")),
+            num_vectors=int(_get(cfg, "num_vectors")),
+            num_matrices=int(_get(cfg, "num_matrices")),
+        )
+        roomy = ProgramSpec(
+            **memory, **{c: ComponentSpec(_ROOMY, ops[c]) for c in program_lib.COMPONENTS}
+        )
+        # Hand-written models are never truncated and may use ops outside the (possibly empty,
+        # frozen) lists: grow the capacity to their length and allow their ops.
+        for name in sorted({initial, budget_name} - {"", "RANDOM", "NO_OP"}):
+            model = generator.INITIAL_ALGORITHMS[name](None, roomy, sizes)
+            roomy = generator.add_required_ops(roomy, model)
+            capacity = tuple(
+                max(n, int(getattr(model, c).length))
+                for n, c in zip(capacity, program_lib.COMPONENTS, strict=True)
+            )
+        spec = ProgramSpec(
+            **memory,
+            **{
+                c: roomy.component(c)._replace(size=n)
+                for c, n in zip(program_lib.COMPONENTS, capacity, strict=True)
+            },
+        )
+        mparams = mutation.MutationParams(
+            allowed_mutation_types=tuple(_get(cfg, "allowed_mutation_types")),
+            mutate_prob=float(_get(cfg, "mutate_prob")),
+            size_min=size_min,
+            size_max=size_max,
+        )
+        mparams.validate(spec)
+        evo = evolution.EvolutionConfig(
+            spec=spec,
+            mutation=mparams,
+            sizes=sizes,
+            population_size=int(_get(cfg, "population_size")),
+            tournament_size=int(_get(cfg, "tournament_size")),
+            children_per_generation=int(_get(cfg, "children_per_generation")),
+            initial_population=initial,
+            mode=str(_get(cfg, "search_mode")),
+        )
+        ev = evaluator_lib.EvaluatorConfig(
+            spec=spec,
+            max_abs_error=float(_get(cfg, "max_abs_error")),
+            combination=str(_get(cfg, "fitness_combination")),
+            fec_num_train=int(_get(cfg, "fec_num_train_examples")),
+            fec_num_valid=int(_get(cfg, "fec_num_valid_examples")),
+            fec_cache_size=int(_get(cfg, "fec_cache_size")),
+            fec_forget_every=int(_get(cfg, "fec_forget_every")),
+            dedupe=bool(_get(cfg, "dedupe")),
+            budget_factor=float(_get(cfg, "train_budget_factor")),
+            chunk_size=int(_get(cfg, "chunk_size")),
+        )
+    except ValueError as e:
+        raise ConfigError(f"config: {e}") from e
+    for name in ("max_train_steps", "max_experiments", "random_seed", "progress_every"):
+        if int(_get(cfg, name)) < 0:
+            raise ConfigError(f"config.{name} must be >= 0, got {_get(cfg, name)}")
+    for name in ("time_budget_secs", "checkpoint_every_secs"):
+        if float(_get(cfg, name)) < 0:
+            raise ConfigError(f"config.{name} must be >= 0, got {_get(cfg, name)}")
+    search = _task_spec(cfg, "search_tasks")
+    if ev.fec_num_train and search.num_train_examples < ev.fec_num_train:
+        raise ConfigError(
+            f"config.fec_num_train_examples={ev.fec_num_train} exceeds "
+            f"search_tasks.num_train_examples={search.num_train_examples}"
+        )
+    if ev.fec_num_valid > search.num_valid_examples:
+        raise ConfigError(
+            f"config.fec_num_valid_examples={ev.fec_num_valid} exceeds "
+            f"search_tasks.num_valid_examples={search.num_valid_examples}"
+        )
+    baseline = generator.INITIAL_ALGORITHMS[budget_name](None, spec, sizes) if budget_name else None
+    return Experiment(
+        config=cfg,
+        spec=spec,
+        evolution=evo,
+        evaluator=ev,
+        search_tasks=search,
+        select_tasks=_task_spec(cfg, "select_tasks"),
+        final_tasks=_task_spec(cfg, "final_tasks"),
+        baseline=baseline,
+    )
