@@ -2,8 +2,9 @@
 
 Call `configure` at the start of a script's `main` (before any JAX computation), never on import.
 On CPU, XLA's intra-op threading slows this workload down (VM_DESIGN.md §5.4: ~100 tiny kernels per
-instruction step), so azjax exposes one CPU device per core and shards the population over them:
-each device runs its share of lanes on its own thread.
+instruction step), so azjax exposes one CPU device per core and splits each batch of programs over
+them with `shard_map` (azjax.evaluator): each device runs its share of lanes on its own thread. On
+a GPU or TPU host the mesh is simply the local accelerators.
 """
 
 from __future__ import annotations
@@ -47,11 +48,6 @@ def program_mesh(devices=None) -> Mesh:
     """A 1-D mesh over the (local) devices; populations are split along its `programs` axis."""
     devices = jax.local_devices() if devices is None else devices
     return Mesh(np.asarray(devices), (PROGRAMS_AXIS,))
-
-
-def shard_programs(tree, mesh: Mesh):
-    """Places a pytree whose leaves have a leading program axis, split over the mesh."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(PROGRAMS_AXIS)))
 
 
 def replicate(tree, mesh: Mesh):
