@@ -111,10 +111,26 @@ def plan_component(spec: ProgramSpec, component: str) -> ComponentPlan:
     )
 
 
-def decode(plan: ComponentPlan, component: Component, num_tasks: int) -> dict[str, jax.Array]:
-    """Per-slot fields `[L, B]` of a population's component, lanes b = p * num_tasks + t.
+def field_names(plan: ComponentPlan) -> tuple[str, ...]:
+    """The decoded per-slot fields of a plan, in their packed order (see `decode`)."""
+    names = []
+    for kind, group in zip(_KINDS, plan.groups, strict=True):
+        if group:
+            names.append(f"w_{_BANK[kind]}")
+            if len(group) > 1:
+                names.append(f"sel_{_BANK[kind]}")
+    names += [f"{bank}{role}" for bank, role in plan.operands]
+    if plan.has_consts:
+        names += [f"c{j}" for j in range(ops_lib.NUM_CONSTS)]
+    return tuple(names)
 
-    `component.code` is `[P, L, 4]`; padding rows are NO_OPs, which write nothing.
+
+def decode(plan: ComponentPlan, component: Component, num_tasks: int) -> jax.Array:
+    """Per-slot fields of a population's component, packed: int32 `[L, NF, B]`, lanes
+    b = p * num_tasks + t, fields in `field_names(plan)` order (constants bitcast to int32).
+
+    One packed array keeps the slot loop to one dynamic slice per step (one slice per field
+    cost a thunk each on XLA:CPU). `component.code` is `[P, L, 4]`; padding rows are NO_OPs.
     """
     code = jnp.asarray(component.code)
     op, fields = code[..., 0], {"a": code[..., 1], "b": code[..., 2], "o": code[..., 3]}
@@ -133,11 +149,22 @@ def decode(plan: ComponentPlan, component: Component, num_tasks: int) -> dict[st
         size = plan.bank_sizes["svm".index(bank)]
         dec[f"{bank}{role}"] = jnp.clip(fields[role], 0, size - 1)
     if plan.has_consts:
-        consts = jnp.asarray(component.consts)
+        consts = jnp.asarray(component.consts, jnp.float32)
         for j in range(ops_lib.NUM_CONSTS):
-            dec[f"c{j}"] = consts[..., j]
-    # [P, L] -> [L, P * T]: slot-major, lanes last.
-    return {k: jnp.repeat(v.T, num_tasks, axis=1) for k, v in dec.items()}
+            dec[f"c{j}"] = jax.lax.bitcast_convert_type(consts[..., j], jnp.int32)
+    packed = jnp.stack([dec[name].astype(jnp.int32) for name in field_names(plan)], axis=-1)
+    # [P, L, NF] -> [L, NF, P * T]: slot-major, lanes last.
+    return jnp.repeat(jnp.transpose(packed, (1, 2, 0)), num_tasks, axis=2)
+
+
+def _unpack(plan: ComponentPlan, cur: jax.Array) -> dict[str, jax.Array]:
+    """One slot's packed fields `[NF, B]` as a dict of `[B]` arrays (constants as float32)."""
+    out = {}
+    for i, name in enumerate(field_names(plan)):
+        out[name] = cur[i]
+        if name.startswith("c"):
+            out[name] = jax.lax.bitcast_convert_type(cur[i], jnp.float32)
+    return out
 
 
 def _select(index, bank):
@@ -210,31 +237,31 @@ def run_component(
     """
     if not plan.out_kinds:
         return mem
-    L = next(iter(dec.values())).shape[0]
+    L = dec.shape[0]
     targets_of = lambda d: tuple(d.get(f"w_{_BANK[k]}") for k in _KINDS)  # noqa: E731
 
     def step(i, mem, cur):
         key = rng.draw_key(seeds, call, i, xp=jnp) if plan.has_random else None
+        cur = _unpack(plan, cur)
         return _compute(plan, mem, cur, key, feature_size), targets_of(cur)
 
-    cur0 = {k: v[0] for k, v in dec.items()}
     if L == 1:
-        return _write(plan, mem, *step(0, mem, cur0))
+        return _write(plan, mem, *step(0, mem, dec[0]))
 
     def body(i, carry):
         mem, (new, targets), cur = carry
         mem = _write(plan, mem, new, targets)
         pending = step(i, mem, cur)
-        nxt = jnp.minimum(i + 1, L - 1)
-        cur = {k: jax.lax.dynamic_index_in_dim(v, nxt, keepdims=False) for k, v in dec.items()}
+        cur = jax.lax.dynamic_index_in_dim(dec, jnp.minimum(i + 1, L - 1), keepdims=False)
         return mem, pending, cur
 
+    cur0 = _unpack(plan, dec[0])
     pending0 = (
         tuple(None if g is None else jnp.zeros_like(g) for g in _shapes_like(plan, mem)),
         tuple(None if t is None else jnp.full_like(t, -1) for t in targets_of(cur0)),
     )
     upper = L if num_slots is None else num_slots
-    mem, pending, _ = jax.lax.fori_loop(0, upper, body, (mem, pending0, cur0))
+    mem, pending, _ = jax.lax.fori_loop(0, upper, body, (mem, pending0, dec[0]))
     return _write(plan, mem, *pending)
 
 
