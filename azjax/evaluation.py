@@ -32,11 +32,16 @@ MAX_ABS_ERROR = 100.0
 
 
 class LaneResult(NamedTuple):
-    """Per-lane outputs `[P, T]`; the error records `[P, T, n]` only when asked for (FEC)."""
+    """Per-lane outputs `[P, T]`; the error records `[P, T, n]` only when asked for (FEC).
+
+    train_steps: training steps executed, as the original counts them (REFERENCE.md §4.2: the
+    step that triggers an early stop counts, the ones after it do not).
+    """
 
     fitness: jax.Array
     train_errors: jax.Array | None
     valid_errors: jax.Array | None
+    train_steps: jax.Array | None = None
 
 
 def flip_and_squash(rmse):
@@ -94,7 +99,7 @@ def evaluate_lanes(
         return vm.Memory((label,) + mem.scalars[1:], (x,) + mem.vectors[1:], mem.matrices)
 
     def train_step(carry, example):
-        mem, stopped, call = carry
+        mem, stopped, steps, call = carry
         x, y = example
         mem = run("predict", with_inputs(mem, jnp.zeros_like(y), x), call)
         s1 = mem.scalars[1]
@@ -103,9 +108,10 @@ def evaluate_lanes(
             mem = vm.Memory((mem.scalars[0], s1) + mem.scalars[2:], mem.vectors, mem.matrices)
         err = jnp.abs(y - s1)
         recorded = jnp.where(stopped, jnp.nan, err)
+        steps = steps + jnp.where(stopped, 0, 1)
         stopped = stopped | ~(err <= max_abs_error)
         mem = run("learn", with_inputs(mem, y, x), call + 1)
-        return (mem, stopped, call + 2), (recorded if record else None)
+        return (mem, stopped, steps, call + 2), (recorded if record else None)
 
     def valid_step(carry, example):
         mem, loss, bad, call = carry
@@ -127,9 +133,11 @@ def evaluate_lanes(
     y_va = _lanes_examples(tasks.y_valid, P)
 
     def epoch(carry, data):
-        mem, stopped, best, call = carry
+        mem, stopped, steps, best, call = carry
         xs, ys = data
-        (mem, stopped, call), train_err = jax.lax.scan(train_step, (mem, stopped, call), (xs, ys))
+        (mem, stopped, steps, call), train_err = jax.lax.scan(
+            train_step, (mem, stopped, steps, call), (xs, ys)
+        )
         zero = jnp.zeros((B,), dtype)
         (mem, loss, bad, call), valid_err = jax.lax.scan(
             valid_step, (mem, zero, jnp.zeros((B,), bool), call), (x_va, y_va)
@@ -142,18 +150,21 @@ def evaluate_lanes(
         best = jnp.where(stopped, best, jnp.maximum(best, fit))
         if record:
             valid_err = jnp.where(stopped[None], jnp.nan, valid_err)
-        return (mem, stopped, best, call), (train_err, valid_err)
+        return (mem, stopped, steps, best, call), (train_err, valid_err)
 
     mem = vm.zeros_memory(spec, F, B, dtype)
     mem = run("setup", mem, jnp.int32(0))
-    init = (mem, jnp.zeros((B,), bool), jnp.zeros((B,), dtype), jnp.int32(1))
+    lanes = lambda dt: jnp.zeros((B,), dt)  # noqa: E731
+    init = (mem, lanes(bool), lanes(jnp.int32), lanes(dtype), jnp.int32(1))
     split = lambda a: a.reshape((num_epochs, epoch_size) + a.shape[1:])  # noqa: E731
-    (_, _, best, _), (train_err, valid_err) = jax.lax.scan(epoch, init, (split(x_tr), split(y_tr)))
-    fitness = best.reshape(P, T)
+    (_, _, steps, best, _), (train_err, valid_err) = jax.lax.scan(
+        epoch, init, (split(x_tr), split(y_tr))
+    )
+    fitness, steps = best.reshape(P, T), steps.reshape(P, T)
     if not record:
-        return LaneResult(fitness, None, None)
+        return LaneResult(fitness, None, None, steps)
     to_pt = lambda e: jnp.moveaxis(e.reshape((-1, P, T)), 0, -1)  # noqa: E731
-    return LaneResult(fitness, to_pt(train_err), to_pt(valid_err[0]))
+    return LaneResult(fitness, to_pt(train_err), to_pt(valid_err[0]), steps)
 
 
 def _lanes_examples(a, num_programs):

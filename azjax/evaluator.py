@@ -189,25 +189,41 @@ def score(population: Program, groups, key, *, config: EvaluatorConfig, baseline
     """
     if check:
         program_io.validate(population, config.spec, batched=True)
+    return _score(population, groups, key, config=config, baseline=baseline)[0]
+
+
+def _score(population: Program, groups, key, *, config: EvaluatorConfig, baseline=None):
+    """`score` without the check, also returning the training steps executed `[P, T_total]`."""
     P = program_lib.population_size(population)
-    per_group = []
+    fitness, steps = [], []
     for group, k in zip(groups, jax.random.split(key, len(groups)), strict=True):
         seeds = evaluation.lane_seeds(k, P, group.info.num_tasks)
         counts = train_counts(population, group, baseline, config.budget_factor)
         fit = np.zeros((P, group.info.num_tasks))
+        done = np.zeros((P, group.info.num_tasks), np.int64)
         run = np.flatnonzero(counts > 0)
         if run.size:
             result = run_chunked(
                 program_lib.index(population, run), group, np.asarray(seeds)[run], config=config
             )
-            fit[run] = result.fitness
-        per_group.append(fit)
-    return np.concatenate(per_group, axis=1)
+            fit[run], done[run] = result.fitness, result.train_steps
+        fitness.append(fit)
+        steps.append(done)
+    return np.concatenate(fitness, axis=1), np.concatenate(steps, axis=1)
 
 
 @dataclasses.dataclass
 class Counters:
-    """What each work-avoidance stage saved, and the work done (train steps as the original)."""
+    """What each work-avoidance stage saved, and `train_steps`: the training steps the original
+    would have spent on the same children (REFERENCE.md §4.2, §8.2), which the experiment's
+    max_train_steps budget is measured in.
+
+    The original runs the FEC fingerprint on every child and the full evaluation on each missed
+    task, counting each executed step (up to and including an early-stopping one). Children the
+    search never runs are charged what the original would have run: a dedupe hit its fingerprint
+    run at full length (or, without FEC, its full training), an early-stop shortcut the steps its
+    fingerprint run took (the full run stops at the same step).
+    """
 
     children: int = 0
     dedupe_hits: int = 0
@@ -260,6 +276,7 @@ class SearchEvaluator:
         fitness = np.zeros(K)
         todo = np.flatnonzero(counts.sum(1) > 0)
         self.counters.budget_rejected += K - todo.size
+        self.counters.train_steps += (K - todo.size) * self.num_tasks * cfg.fec_num_train
         if todo.size == 0:
             return fitness
         candidates = program_lib.index(children, todo)
@@ -268,9 +285,11 @@ class SearchEvaluator:
             hashes = pruning.program_hashes(candidates, train_counts=counts[todo])
             hit, cached = self.structural.lookup(hashes)
             fitness[todo[hit]] = cached[hit]
-            self.counters.dedupe_hits += int(hit.sum())
             first, inverse = fec.unique_misses(hashes, hit)
-            self.counters.dedupe_hits += int((~hit).sum()) - first.size
+            repeat = np.ones(todo.size, bool)
+            repeat[first] = False
+            self.counters.dedupe_hits += int(repeat.sum())
+            self.counters.train_steps += int(self._unrun_steps(counts[todo[repeat]]).sum())
             values = self._evaluate_unique(
                 program_lib.index(candidates, first), counts[todo[first]], key, pruned=True
             )
@@ -279,6 +298,13 @@ class SearchEvaluator:
         else:
             fitness[todo] = self._evaluate_unique(candidates, counts[todo], key)
         return fitness
+
+    def _unrun_steps(self, counts) -> np.ndarray:
+        """Steps `[n]` charged for n children scored without running (`Counters`)."""
+        if self.config.fec_num_train:
+            return np.full(len(counts), self.num_tasks * self.config.fec_num_train, np.int64)
+        sizes = [g.info.num_tasks for g in self.groups]
+        return (np.asarray(counts, np.int64) * np.asarray(sizes, np.int64)).sum(1)
 
     def _evaluate_unique(self, programs: Program, counts, key, pruned=False) -> np.ndarray:
         """FEC then full evaluation of distinct programs; combined fitness `[U]`.
@@ -303,7 +329,7 @@ class SearchEvaluator:
         per_task = np.zeros((U, T))
         need = np.ones((U, T), bool)
         if cfg.fec_num_train:
-            prints, stopped = self._fingerprints(programs, counts)
+            prints, stopped, fec_steps = self._fingerprints(programs, counts)
             hit, cached = self.fec.lookup(prints.reshape(-1))
             hit = hit.reshape(U, T)
             per_task[hit] = cached.reshape(U, T)[hit]
@@ -315,41 +341,41 @@ class SearchEvaluator:
             dead = need & stopped & ~_has_random_ops(programs)[:, None]
             missed = need.copy()
             self.counters.early_stops += int((need.any(1) & ~(need & ~dead).any(1)).sum())
+            self.counters.train_steps += int(fec_steps[dead].sum())
             need &= ~dead
         run = np.flatnonzero(need.any(1))
         self.counters.full_evaluations += run.size
         if run.size:
-            full = score(
+            full, steps = _score(
                 program_lib.index(programs, run),
                 self.groups,
                 key,
-                check=False,
                 config=cfg,
                 baseline=self.baseline,
             )
             per_task[run] = np.where(need[run], full, per_task[run])
-            self.counters.train_steps += int(
-                np.repeat(counts[run], [g.info.num_tasks for g in self.groups], 1).sum()
-            )
+            self.counters.train_steps += int(steps[need[run]].sum())
         if cfg.fec_num_train:  # One insert: it resolves equal fingerprints within the batch.
             self.fec.insert(prints[missed], per_task[missed])
         return evaluation.combine(per_task, cfg.combination)
 
-    def _fingerprints(self, programs: Program, counts) -> tuple[np.ndarray, np.ndarray]:
-        """FEC fingerprints `[U, T]` from the first-pass errors (REFERENCE.md §8.2), and whether
-        each lane's training stopped early in that pass."""
+    def _fingerprints(self, programs: Program, counts):
+        """FEC fingerprints `[U, T]` from the first-pass errors (REFERENCE.md §8.2), whether each
+        lane's training stopped early in that pass, and the steps it ran (all `[U, T]`)."""
         cfg, U = self.config, program_lib.population_size(programs)
-        prints, stopped = [], []
+        prints, stopped, steps = [], [], []
         for j, g in enumerate(self.groups):
             seeds = np.full((U, g.info.num_tasks), FEC_SEED, np.uint32)
             res = run_chunked(programs, g, seeds, config=cfg, fec=True)
-            self.counters.train_steps += U * g.info.num_tasks * cfg.fec_num_train
             # Errors after an early stop are NaN, so the records also say when training stopped.
             prints.append(
                 fec.fingerprint(res.train_errors, res.valid_errors, counts[:, j], g.index)
             )
             stopped.append(~(res.train_errors <= cfg.max_abs_error).all(-1))
-        return np.concatenate(prints, axis=1), np.concatenate(stopped, axis=1)
+            steps.append(res.train_steps)
+        self.counters.train_steps += int(sum(s.sum() for s in steps))
+        cat = lambda xs: np.concatenate(xs, axis=1)  # noqa: E731
+        return cat(prints), cat(stopped), cat(steps)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """The caches and counters as flat numpy arrays (for checkpoints)."""

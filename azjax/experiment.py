@@ -1,13 +1,13 @@
 """The experiment driver: repeated searches, select and final evaluation (REFERENCE.md §7.4).
 
 Per experiment: optionally fresh task seeds, a new FEC cache, a search (regularized evolution or
-random search) until `max_train_steps` (training steps of the work actually done, as the original
-counts them: FEC fingerprint runs and full evaluations; dedupe hits and early-stop shortcuts cost
-none, so a budget buys more individuals than in the original), then the best individual of the
-final population is scored on the select tasks; the best across experiments (later ones win ties)
-goes to the final evaluation on unseen tasks. Everything random flows from `random_seed` through
-`jax.random` keys, and the whole state is checkpointed atomically at generation boundaries, so a
-killed run resumes exactly.
+random search) until `max_train_steps` (counted as the original counts them: every child's FEC
+fingerprint run and each missed task's full run, step by step; children the search scores without
+running are charged what the original would have run, see `azjax.evaluator.Counters`), then the
+best individual of the final population is scored on the select tasks; the best across experiments
+(later ones win ties) goes to the final evaluation on unseen tasks. Everything random flows from
+`random_seed` through `jax.random` keys, and the whole state is checkpointed atomically at
+generation boundaries, so a killed run resumes exactly.
 """
 
 from __future__ import annotations

@@ -173,8 +173,8 @@ class FECCache:
     def __contains__(self, key) -> bool:
         return int(key) in self._entries
 
-    def _hit(self, key: int) -> float:
-        entry = self._entries[key]
+    def _hit(self, key: int, entry: list) -> float:
+        """Counts a hit on `entry` (cached under `key`): most recently used, forget rule."""
         self._entries.move_to_end(key)  # The end is the most recently used.
         entry[1] += 1
         if self.forget_every and entry[1] >= self.forget_every:
@@ -185,15 +185,15 @@ class FECCache:
 
     def lookup(self, hashes) -> tuple[np.ndarray, np.ndarray]:
         """Looks up uint64 [K] in order. Returns (hit bool [K], fitness float64 [K]; 0 on miss)."""
-        hashes = np.asarray(hashes, np.uint64).reshape(-1)
-        hit = np.zeros(hashes.shape, bool)
-        fitness = np.zeros(hashes.shape, np.float64)
-        for i, key in enumerate(hashes.tolist()):
-            if key in self._entries:
-                hit[i], fitness[i] = True, self._hit(key)
-            else:
-                self.misses += 1
-        return hit, fitness
+        keys = np.asarray(hashes, np.uint64).reshape(-1).tolist()
+        hit, fitness = [False] * len(keys), [0.0] * len(keys)
+        get = self._entries.get
+        for i, key in enumerate(keys):
+            entry = get(key)
+            if entry is not None:
+                hit[i], fitness[i] = True, self._hit(key, entry)
+        self.misses += len(keys) - sum(hit)
+        return np.array(hit, bool), np.array(fitness, np.float64)
 
     def insert(self, hashes, fitness) -> None:
         """Inserts evaluated misses (uint64 [K], float [K]) and evicts the LRU entries."""
@@ -201,22 +201,23 @@ class FECCache:
         fitness = np.asarray(fitness, np.float64).reshape(-1)
         if hashes.shape != fitness.shape:
             raise ValueError(f"insert: {hashes.shape[0]} hashes but {fitness.shape[0]} fitnesses")
-        fresh = set()
+        entries, fresh = self._entries, set()
         for key, value in zip(hashes.tolist(), fitness.tolist(), strict=True):
             if key in fresh:  # A repeat of a miss of this batch: a hit on the entry just inserted.
                 self.misses -= 1
-                if key in self._entries:
-                    self._hit(key)
+                entry = entries.get(key)
+                if entry is not None:
+                    self._hit(key, entry)
                 else:  # Forgotten by an earlier repeat: the sequential run would re-evaluate.
                     self.misses += 1
-                    self._entries[key] = [value, 1]
+                    entries[key] = [value, 1]
                 continue
-            if key in self._entries:
+            if key in entries:
                 raise ValueError(f"insert: hash {key:#018x} is already cached (look it up first)")
             fresh.add(key)
-            self._entries[key] = [value, 1]
-        while len(self._entries) > self.cache_size:
-            self._entries.popitem(last=False)
+            entries[key] = [value, 1]
+        for _ in range(len(entries) - self.cache_size):
+            entries.popitem(last=False)
             self.evictions += 1
 
     def state_arrays(self) -> dict[str, np.ndarray]:

@@ -124,8 +124,9 @@ def _same_run(a: ref.EvalResult, b: ref.EvalResult) -> bool:
     )
 
 
-def assert_matches_reference(population, taskset, info, seeds, spec, fitness):
-    """VM fitness == reference fitness (|diff| <= TOL) on every (program, task) lane.
+def assert_matches_reference(population, taskset, info, seeds, spec, fitness, steps=None):
+    """VM fitness == reference fitness (|diff| <= TOL) on every (program, task) lane, and the
+    training steps executed (`steps` `[P, T]`, if given) == the reference's where the runs agree.
 
     A lane may differ only when it is ill-conditioned: the reference's own run (fitness and error
     trajectory) changes between float32 and float64 memory (chaotic programs, e.g. iterated tan,
@@ -144,6 +145,16 @@ def assert_matches_reference(population, taskset, info, seeds, spec, fitness):
     ]
     assert not unexplained, f"(program, task, vm, ref32, ref64): {unexplained}"
     assert len(bad) <= 0.03 * P * T, bad
+    if steps is not None:  # Executed steps: the passed checks, plus a stopping one.
+        ran = np.array(
+            [
+                [len(runs[p, t].train_errors) + runs[p, t].stopped_early for t in range(T)]
+                for p in range(P)
+            ]
+        )
+        ok = np.abs(fitness - want) <= TOL
+        np.testing.assert_array_equal(np.asarray(steps)[ok], ran[ok])
+        assert 0 < (ran < taskset.x_train.shape[1]).sum() < P * T  # Some lanes stop early.
     return want
 
 
@@ -243,7 +254,9 @@ def test_random_programs_score_as_the_reference(kind, pop_seed, digits_dir):
     result = evaluate(population, taskset, info, seeds, SPEC_RICH, record=True)
     fitness = np.asarray(result.fitness)
     assert fitness.shape == (P_RICH, 2)
-    want = assert_matches_reference(population, taskset, info, seeds, SPEC_RICH, fitness)
+    want = assert_matches_reference(
+        population, taskset, info, seeds, SPEC_RICH, fitness, steps=result.train_steps
+    )
     # The comparison has teeth: many lanes learn something, with many different scores.
     assert (want > 0).mean() > 0.5
     assert len(np.unique(np.round(want, 5))) >= (4 if kind == "projected_binary" else 40)
@@ -415,12 +428,18 @@ def test_search_evaluator_matches_score_and_counts_dedupe_and_fec_hits():
     c = ev.counters.as_dict()
     assert (c["children"], c["budget_rejected"], c["dedupe_hits"], c["fec_hits"]) == (3, 1, 0, 0)
     assert c["full_evaluations"] == 2
+    # Train steps as the original counts them: a fingerprint run (10 steps x 10 tasks) for every
+    # child, the budget-rejected one included, and full runs (none stops early) for the others.
+    info = linear_group().info
+    full = info.num_tasks * info.epoch_size * info.num_train_epochs
+    assert c["train_steps"] == 3 * 100 + 2 * full
 
     again = ev.evaluate(batch, jax.random.key(1))  # The same children: all dedupe hits.
     np.testing.assert_array_equal(again, first)
     c = ev.counters.as_dict()
     assert (c["children"], c["budget_rejected"], c["dedupe_hits"], c["fec_hits"]) == (6, 2, 2, 0)
     assert c["full_evaluations"] == 2
+    assert c["train_steps"] == 6 * 100 + 2 * full  # Each unrun child: its fingerprint run.
 
     # Structurally new, functionally identical children: FEC hits, still no new full evaluation.
     variants = program_lib.stack([_swapped_product(p) for p in children[:2]])
@@ -428,6 +447,7 @@ def test_search_evaluator_matches_score_and_counts_dedupe_and_fec_hits():
     np.testing.assert_array_equal(third, first[:2])
     c = ev.counters.as_dict()
     assert (c["dedupe_hits"], c["fec_hits"], c["full_evaluations"]) == (2, 2, 2)
+    assert c["train_steps"] == 8 * 100 + 2 * full
 
 
 def test_pruning_and_compaction_never_change_vm_fitness():
@@ -483,6 +503,11 @@ def test_early_stop_shortcut_and_equal_fingerprints_in_one_batch():
     assert fitness[2] > 0.0
     assert ev.counters.early_stops == 1  # The deterministic one only.
     assert ev.counters.full_evaluations == 2  # The noisy one and the learner.
+    # Steps as the original counts them: the NaN programs stop at their first step on each task,
+    # in the fingerprint run and in the full run (charged for the shortcut, too).
+    info = linear_group().info
+    full = info.num_tasks * info.epoch_size * info.num_train_epochs
+    assert ev.counters.train_steps == 4 * info.num_tasks + 10 * info.num_tasks + full
     assert (
         len(ev.fec) == 2 * LINEAR_TASKS.num_tasks
     )  # One shared entry per task, plus the learner's.
