@@ -32,22 +32,29 @@ class Operands:
     def __init__(self, *, feature_size, s, v, m, c, key, dtype):
         self.F = feature_size
         self.s, self.v, self.m, self.c, self.key, self.dtype = s, v, m, c, key, dtype
-
-    @functools.cached_property
-    def _uniform_matrix(self) -> jax.Array:
-        """U(0,1) draws `[F, F, B]`, element e = row * F + col of the lane's key."""
-        F = self.F
-        element = jnp.arange(F * F, dtype=jnp.uint32).reshape(F, F, 1)
-        return rng.uniform01(self.key[None, None, :], element, xp=jnp, dtype=jnp.float32)
+        self._draws = {}  # ("u" or "n", kind) -> draws, built once per trace.
 
     def uniform(self, kind: ops_lib.Kind) -> jax.Array:
-        """U(0,1) of the output kind's shape; vector = matrix row 0, scalar = element 0."""
-        u = self._uniform_matrix
-        u = {ops_lib.Kind.SCALAR: u[0, 0], ops_lib.Kind.VECTOR: u[0], ops_lib.Kind.MATRIX: u}[kind]
-        return u.astype(self.dtype)
+        """U(0,1) of the output kind's shape: element e = row * F + col of the lane's F x F draw;
+        a vector is its row 0, a scalar its element 0. Only the kind's elements are hashed."""
+        if ("u", kind) not in self._draws:
+            F = self.F
+            if kind == ops_lib.Kind.SCALAR:
+                key, element = self.key, jnp.uint32(0)
+            else:
+                shape = (F,) * (kind - 1)
+                element = jnp.arange(F ** (kind - 1), dtype=jnp.uint32).reshape(shape + (1,))
+                key = self.key.reshape((1,) * len(shape) + self.key.shape)
+            u = rng.uniform01(key, element, xp=jnp, dtype=jnp.float32)
+            self._draws["u", kind] = u.astype(self.dtype)
+        return self._draws["u", kind]
 
     def normal(self, kind: ops_lib.Kind) -> jax.Array:
-        return rng.standard_normal(self.uniform(kind), jax.lax.erf_inv, xp=jnp)
+        if ("n", kind) not in self._draws:
+            self._draws["n", kind] = rng.standard_normal(
+                self.uniform(kind), jax.lax.erf_inv, xp=jnp
+            )
+        return self._draws["n", kind]
 
 
 def _sum(terms):

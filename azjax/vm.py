@@ -14,6 +14,12 @@ Layout and tricks follow what the prototype measured (VM_DESIGN.md §3-§6, desi
   of the next iteration, so it is materialised once) and a carried decode (slot i+1's fields are
   sliced in iteration i, keeping dynamic slices out of the big fusion).
 - Random ops use the stateless counter hash of `azjax.rng`, keyed by (lane seed, call, slot).
+- Compaction (design "c2", `azjax.compaction`): the groups of `COMPACT_GROUPS` (random-init ops,
+  scalar transcendentals) are computed only on the lanes whose program uses them at that slot,
+  in rounds of a static capacity, so no lane is ever dropped and an unused group costs nothing.
+  Measured (1 core, P=128 x T=10, full op set): 635 -> 350 ms per call. Compacting the matrix
+  ops as well was slower than computing them densely (365 vs 170 ms): XLA:CPU lays the gathered
+  operands out lanes-major, which kills the lane vectorization of their [F, F] kernels.
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from azjax import compaction, rng
 from azjax import ops as ops_lib
-from azjax import rng
 from azjax.kernels import KERNELS, PARTIAL_WRITE_OPS, Operands
 from azjax.program import Component, ProgramSpec
 
@@ -71,30 +77,40 @@ def memory_from_lanes(mem: Memory) -> tuple[jax.Array, jax.Array, jax.Array]:
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class ComponentPlan:
-    """Static plan of one component: its allowed ops grouped by output kind, and what they read.
+class OpGroup(NamedTuple):
+    """Ops computed together: their ids per output kind (S, V, M) and the operands they read.
 
-    `groups[kind]` lists the op ids producing that kind; `operands` the (bank, role) pairs the
-    allowed ops read, role 'a' = in1, 'b' = in2, 'o' = the output's old value (partial writes).
+    `fraction`: for a compacted group, the round capacity as a fraction of the programs (see
+    `azjax.compaction`); None for the dense group, computed on every lane.
     """
 
-    bank_sizes: tuple[int, int, int]
-    groups: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+    name: str
+    kinds: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
     operands: tuple[tuple[str, str], ...]  # sorted: a stable trace, so the compile cache hits
     has_random: bool
     has_consts: bool
-
-    @property
-    def out_kinds(self) -> tuple[Kind, ...]:
-        return tuple(k for k, g in zip(_KINDS, self.groups, strict=True) if g)
+    fraction: float | None = None
 
 
-@functools.cache
-def plan_component(spec: ProgramSpec, component: str) -> ComponentPlan:
-    """Builds the static plan for `spec`'s `component` ('setup', 'predict' or 'learn')."""
-    cs = spec.component(component)
-    table = [ops_lib.OPS[i] for i in cs.valid_ops if i != ops_lib.NO_OP]
+# Compacted groups (VM_DESIGN.md §6, design c2): (name, ops, capacity fraction). An op belongs to
+# the first group listing it; ops in none are dense. Random ops (a hash and erfinv per element and
+# lane) and the scalar transcendentals are costly and rare per slot. Matrix ops stay dense: their
+# compacted [F, F] kernels lost the lane vectorization (module docstring).
+_RANDOM_OPS = frozenset(op.id for op in ops_lib.OPS if op.is_random)
+_TRANSCENDENTAL_OPS = frozenset(
+    ops_lib.op_ids(
+        ("SCALAR_SIN_OP", "SCALAR_COS_OP", "SCALAR_TAN_OP", "SCALAR_ARCSIN_OP")
+        + ("SCALAR_ARCCOS_OP", "SCALAR_ARCTAN_OP", "SCALAR_EXP_OP", "SCALAR_LOG_OP")
+    )
+)
+COMPACT_GROUPS = (
+    ("random", _RANDOM_OPS, 1 / 8),
+    ("transcendental", _TRANSCENDENTAL_OPS, 1 / 4),
+)
+
+
+def _op_group(name: str, op_ids, fraction=None) -> OpGroup:
+    table = [ops_lib.OPS[i] for i in sorted(op_ids)]
     operands = set()
     for op in table:
         for role, kind in (("a", op.in1), ("b", op.in2)):
@@ -102,32 +118,94 @@ def plan_component(spec: ProgramSpec, component: str) -> ComponentPlan:
                 operands.add((_BANK[kind], role))
         if op.id in PARTIAL_WRITE_OPS:
             operands.add((_BANK[op.out], "o"))
-    return ComponentPlan(
-        bank_sizes=(spec.num_scalars, spec.num_vectors, spec.num_matrices),
-        groups=tuple(tuple(op.id for op in table if op.out == k) for k in _KINDS),
+    return OpGroup(
+        name=name,
+        kinds=tuple(tuple(op.id for op in table if op.out == k) for k in _KINDS),
         operands=tuple(sorted(operands)),
         has_random=any(op.is_random for op in table),
         has_consts=any(op.is_set_op for op in table),
+        fraction=fraction,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentPlan:
+    """Static plan of one component: its allowed ops grouped by output kind, and what they read.
+
+    `groups[kind]` lists the op ids producing that kind; `operands` the (bank, role) pairs the
+    allowed ops read, role 'a' = in1, 'b' = in2, 'o' = the output's old value (partial writes).
+    `dense` is the group of ops computed on every lane, `compact` the compacted groups.
+    """
+
+    bank_sizes: tuple[int, int, int]
+    groups: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+    operands: tuple[tuple[str, str], ...]
+    has_random: bool
+    has_consts: bool
+    dense: OpGroup
+    compact: tuple[OpGroup, ...]
+
+    @property
+    def out_kinds(self) -> tuple[Kind, ...]:
+        return tuple(k for k, g in zip(_KINDS, self.groups, strict=True) if g)
+
+
+@functools.cache
+def plan_component(spec: ProgramSpec, component: str, compact: bool = True) -> ComponentPlan:
+    """Builds the static plan for `spec`'s `component` ('setup', 'predict' or 'learn').
+
+    `compact=False` computes every op on every lane (design c1; for tests and benchmarks).
+    """
+    valid = [i for i in spec.component(component).valid_ops if i != ops_lib.NO_OP]
+    everything = _op_group("all", valid)
+    groups, rest = [], set(valid)
+    for name, members, fraction in COMPACT_GROUPS if compact else ():
+        if rest & members:
+            groups.append(_op_group(name, rest & members, fraction))
+            rest -= members
+    return ComponentPlan(
+        bank_sizes=(spec.num_scalars, spec.num_vectors, spec.num_matrices),
+        groups=everything.kinds,
+        operands=everything.operands,
+        has_random=everything.has_random,
+        has_consts=everything.has_consts,
+        dense=_op_group("dense", rest),
+        compact=tuple(groups),
+    )
+
+
+_CONSTS = tuple(f"c{j}" for j in range(ops_lib.NUM_CONSTS))
+
+
+def _sel_name(group: OpGroup, kind: Kind) -> str:
+    return f"sel_{_BANK[kind]}" if group.fraction is None else f"{group.name}_{_BANK[kind]}"
 
 
 def field_names(plan: ComponentPlan) -> tuple[str, ...]:
     """The decoded per-slot fields of a plan, in their packed order (see `decode`)."""
-    names = []
-    for kind, group in zip(_KINDS, plan.groups, strict=True):
-        if group:
-            names.append(f"w_{_BANK[kind]}")
-            if len(group) > 1:
-                names.append(f"sel_{_BANK[kind]}")
+    names = [f"w_{_BANK[k]}" for k, g in zip(_KINDS, plan.groups, strict=True) if g]
+    for group in (plan.dense, *plan.compact):
+        names += [
+            _sel_name(group, k) for k, g in zip(_KINDS, group.kinds, strict=True) if len(g) > 1
+        ]
     names += [f"{bank}{role}" for bank, role in plan.operands]
     if plan.has_consts:
-        names += [f"c{j}" for j in range(ops_lib.NUM_CONSTS)]
+        names += list(_CONSTS)
     return tuple(names)
 
 
-def decode(plan: ComponentPlan, component: Component, num_tasks: int) -> jax.Array:
+class Decoded(NamedTuple):
+    """`decode`'s output. fields: int32 `[L, NF, B]`; lists: int32 `[L, G, 2 P + 1]`, per slot
+    and compacted group the `azjax.compaction.program_lists` row (None without groups)."""
+
+    fields: jax.Array
+    lists: jax.Array | None
+
+
+def decode(plan: ComponentPlan, component: Component, num_tasks: int) -> Decoded:
     """Per-slot fields of a population's component, packed: int32 `[L, NF, B]`, lanes
-    b = p * num_tasks + t, fields in `field_names(plan)` order (constants bitcast to int32).
+    b = p * num_tasks + t, fields in `field_names(plan)` order (constants bitcast to int32), and
+    the compacted groups' program lists.
 
     One packed array keeps the slot loop to one dynamic slice per step (one slice per field
     cost a thunk each on XLA:CPU). `component.code` is `[P, L, 4]`; padding rows are NO_OPs.
@@ -137,32 +215,40 @@ def decode(plan: ComponentPlan, component: Component, num_tasks: int) -> jax.Arr
     out_kind = jnp.asarray([o.out for o in ops_lib.OPS], jnp.int32)[op]
     dec = {}
     for kind, group in zip(_KINDS, plan.groups, strict=True):
-        if not group:
-            continue
-        bank = _BANK[kind]
-        dec[f"w_{bank}"] = jnp.where(out_kind == kind, fields["o"], -1)
-        if len(group) > 1:
-            local = np.zeros(ops_lib.NUM_OPS, np.int32)
-            local[list(group)] = np.arange(len(group))
-            dec[f"sel_{bank}"] = jnp.asarray(local)[op]
+        if group:
+            dec[f"w_{_BANK[kind]}"] = jnp.where(out_kind == kind, fields["o"], -1)
+    for group in (plan.dense, *plan.compact):
+        for kind, ids in zip(_KINDS, group.kinds, strict=True):
+            if len(ids) > 1:
+                local = np.zeros(ops_lib.NUM_OPS, np.int32)
+                local[list(ids)] = np.arange(len(ids))
+                dec[_sel_name(group, kind)] = jnp.asarray(local)[op]
     for bank, role in plan.operands:
         size = plan.bank_sizes["svm".index(bank)]
         dec[f"{bank}{role}"] = jnp.clip(fields[role], 0, size - 1)
     if plan.has_consts:
         consts = jnp.asarray(component.consts, jnp.float32)
-        for j in range(ops_lib.NUM_CONSTS):
-            dec[f"c{j}"] = jax.lax.bitcast_convert_type(consts[..., j], jnp.int32)
+        for j, name in enumerate(_CONSTS):
+            dec[name] = jax.lax.bitcast_convert_type(consts[..., j], jnp.int32)
     packed = jnp.stack([dec[name].astype(jnp.int32) for name in field_names(plan)], axis=-1)
     # [P, L, NF] -> [L, NF, P * T]: slot-major, lanes last.
-    return jnp.repeat(jnp.transpose(packed, (1, 2, 0)), num_tasks, axis=2)
+    packed = jnp.repeat(jnp.transpose(packed, (1, 2, 0)), num_tasks, axis=2)
+    lists = None
+    if plan.compact:
+        member = [jnp.isin(op, jnp.asarray(sum(g.kinds, ()))) for g in plan.compact]
+        lists = jnp.stack([compaction.program_lists(m) for m in member], axis=1)
+    return Decoded(packed, lists)
 
 
-def _unpack(plan: ComponentPlan, cur: jax.Array) -> dict[str, jax.Array]:
-    """One slot's packed fields `[NF, B]` as a dict of `[B]` arrays (constants as float32)."""
+def _unpack(plan: ComponentPlan, cur: jax.Array, names=None) -> dict[str, jax.Array]:
+    """One slot's packed fields `[NF, B]` as a dict of `[B]` arrays (constants as float32).
+
+    `names`: the fields `cur` holds, in order (default: all of `field_names(plan)`).
+    """
     out = {}
-    for i, name in enumerate(field_names(plan)):
+    for i, name in enumerate(field_names(plan) if names is None else names):
         out[name] = cur[i]
-        if name.startswith("c"):
+        if name in _CONSTS:
             out[name] = jax.lax.bitcast_convert_type(cur[i], jnp.float32)
     return out
 
@@ -174,29 +260,27 @@ def _select(index, bank):
     return jax.lax.select_n(jnp.broadcast_to(index, bank[0].shape), *bank)
 
 
-def _compute(plan: ComponentPlan, mem: Memory, cur: dict, key, feature_size: int):
-    """The result of the current instruction in every lane, one array per output kind."""
-    banks = {"s": mem.scalars, "v": mem.vectors, "m": mem.matrices}
+def _compute(group: OpGroup, banks: dict, cur: dict, key, feature_size: int, dtype):
+    """The result of the current instruction for the group's ops, one array per output kind
+    (None where the group has no op of that kind). `banks` maps 's', 'v', 'm' to bank tuples."""
     reads = {"s": {}, "v": {}, "m": {}}
-    for bank, role in plan.operands:
+    for bank, role in group.operands:
         reads[bank][role] = _select(cur[f"{bank}{role}"], banks[bank])
-    consts = tuple(cur.get(f"c{j}") for j in range(ops_lib.NUM_CONSTS))
     o = Operands(
         feature_size=feature_size,
         s=reads["s"],
         v=reads["v"],
         m=reads["m"],
-        c=consts,
+        c=tuple(cur.get(name) for name in _CONSTS),
         key=key,
-        dtype=mem.scalars[0].dtype,
+        dtype=dtype,
     )
     new = []
-    for kind, group in zip(_KINDS, plan.groups, strict=True):
-        if not group:
-            new.append(None)
-            continue
-        cands = [KERNELS[i](o).astype(o.dtype) for i in group]
-        new.append(cands[0] if len(cands) == 1 else _select(cur[f"sel_{_BANK[kind]}"], cands))
+    for kind, ids in zip(_KINDS, group.kinds, strict=True):
+        cands = [KERNELS[i](o).astype(dtype) for i in ids]
+        if len(cands) > 1:
+            cands = [_select(cur[_sel_name(group, kind)], cands)]
+        new.append(cands[0] if cands else None)
     return tuple(new)
 
 
@@ -226,42 +310,65 @@ def num_live_slots(component: Component) -> jax.Array:
 
 
 def run_component(
-    plan: ComponentPlan, mem: Memory, dec: dict, *, seeds, call, feature_size: int, num_slots=None
+    plan: ComponentPlan,
+    mem: Memory,
+    dec: Decoded,
+    *,
+    seeds,
+    call,
+    feature_size: int,
+    num_slots=None,
 ):
     """Runs the slots of one component in every lane; returns the new memory.
 
     Args:
-      dec: `decode` output, fields `[L, B]`.
+      dec: `decode` output.
       seeds: uint32 `[B]` lane seeds for the random ops; `call`: int32 scalar call number.
       num_slots: optional traced int32 bound (`num_live_slots`); slots past it must be NO_OPs.
     """
     if not plan.out_kinds:
         return mem
-    L = dec.shape[0]
+    fields, lists = dec
+    L, _, B = fields.shape
+    names = field_names(plan)
+    dtype = mem.scalars[0].dtype
     targets_of = lambda d: tuple(d.get(f"w_{_BANK[k]}") for k in _KINDS)  # noqa: E731
 
-    def step(i, mem, cur):
-        key = rng.draw_key(seeds, call, i, xp=jnp) if plan.has_random else None
-        cur = _unpack(plan, cur)
-        return _compute(plan, mem, cur, key, feature_size), targets_of(cur)
+    def step(i, mem, cur, cur_lists):
+        banks = {"s": mem.scalars, "v": mem.vectors, "m": mem.matrices}
+        d = _unpack(plan, cur)
+        key = rng.draw_key(seeds, call, i, xp=jnp) if plan.dense.has_random else None
+        new = _compute(plan.dense, banks, d, key, feature_size, dtype)
+        # Kinds produced by compacted ops only start from zeros (other lanes do not write them).
+        new = tuple(
+            jnp.zeros_like(bank[0]) if n is None and g else n
+            for n, g, bank in zip(new, plan.groups, mem, strict=True)
+        )
+        for g, row in zip(plan.compact, [] if cur_lists is None else cur_lists, strict=True):
+            new = _run_group(g, banks, cur, row, new, names, i, seeds, call, feature_size, dtype)
+        return new, targets_of(d)
 
     if L == 1:
-        return _write(plan, mem, *step(0, mem, dec[0]))
+        return _write(plan, mem, *step(0, mem, fields[0], None if lists is None else lists[0]))
+
+    def at(x, i):
+        return None if x is None else jax.lax.dynamic_index_in_dim(x, i, keepdims=False)
 
     def body(i, carry):
-        mem, (new, targets), cur = carry
+        mem, (new, targets), cur, cur_lists = carry
         mem = _write(plan, mem, new, targets)
-        pending = step(i, mem, cur)
-        cur = jax.lax.dynamic_index_in_dim(dec, jnp.minimum(i + 1, L - 1), keepdims=False)
-        return mem, pending, cur
+        pending = step(i, mem, cur, cur_lists)
+        nxt = jnp.minimum(i + 1, L - 1)
+        return mem, pending, at(fields, nxt), at(lists, nxt)
 
-    cur0 = _unpack(plan, dec[0])
+    cur0 = _unpack(plan, fields[0])
     pending0 = (
         tuple(None if g is None else jnp.zeros_like(g) for g in _shapes_like(plan, mem)),
         tuple(None if t is None else jnp.full_like(t, -1) for t in targets_of(cur0)),
     )
     upper = L if num_slots is None else num_slots
-    mem, pending, _ = jax.lax.fori_loop(0, upper, body, (mem, pending0, dec[0]))
+    init = (mem, pending0, fields[0], at(lists, 0))
+    mem, pending, _, _ = jax.lax.fori_loop(0, upper, body, init)
     return _write(plan, mem, *pending)
 
 
@@ -269,9 +376,47 @@ def _shapes_like(plan: ComponentPlan, mem: Memory):
     return tuple(bank[0] if g else None for bank, g in zip(mem, plan.groups, strict=True))
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "component"))
+def _run_group(g: OpGroup, banks, cur, row, new, names, i, seeds, call, feature_size, dtype):
+    """Computes group g on the lanes of its listed programs (in rounds) and scatters the results
+    into `new`. `cur`: this slot's packed fields `[NF, B]`; `row`: its `program_lists` row."""
+    P = (row.shape[0] - 1) // 2
+    T = cur.shape[-1] // P
+    wanted = {f"{b}{r}" for b, r in g.operands} | {_sel_name(g, k) for k in _KINDS}
+    wanted |= set(_CONSTS) if g.has_consts else set()
+    sub_names = tuple(n for n in names if n in wanted)
+    sub_fields = cur[np.asarray([names.index(n) for n in sub_names])]
+    used_banks = {b for b, _ in g.operands}
+
+    def one_round(lanes, new):
+        d = _unpack(None, compaction.gather(sub_fields, lanes), sub_names)
+        sub_banks = {
+            b: tuple(compaction.gather(x, lanes) for x in banks[b]) if b in used_banks else ()
+            for b in "svm"
+        }
+        key = (
+            rng.draw_key(compaction.gather(seeds, lanes), call, i, xp=jnp) if g.has_random else None
+        )
+        vals = _compute(g, sub_banks, d, key, feature_size, dtype)
+        return tuple(
+            n if v is None else compaction.scatter(n, lanes, v)
+            for n, v in zip(new, vals, strict=True)
+        )
+
+    cap = compaction.capacity(P, g.fraction)
+    return compaction.for_each_round(row, cap, T, one_round, new)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "component", "compact"))
 def execute_component(
-    spec: ProgramSpec, component: str, programs: Component, scalars, vectors, matrices, seeds, call
+    spec: ProgramSpec,
+    component: str,
+    programs: Component,
+    scalars,
+    vectors,
+    matrices,
+    seeds,
+    call,
+    compact: bool = True,
 ):
     """Runs one component of P programs, each on its own memory (program-major arrays).
 
@@ -279,9 +424,10 @@ def execute_component(
       programs: batched `Component` (code `[P, L, 4]`).
       scalars, vectors, matrices: `[P, S]`, `[P, V, F]`, `[P, M, F, F]` memories.
       seeds: uint32 `[P]`; call: int32 call number.
+      compact: False computes every op on every lane (no compaction; see `plan_component`).
     Returns: the new (scalars, vectors, matrices).
     """
-    plan = plan_component(spec, component)
+    plan = plan_component(spec, component, compact)
     mem = memory_to_lanes(scalars, vectors, matrices)
     dec = decode(plan, programs, 1)
     mem = run_component(plan, mem, dec, seeds=seeds, call=call, feature_size=vectors.shape[-1])

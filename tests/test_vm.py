@@ -645,3 +645,63 @@ def test_poisonous_lanes_do_not_change_other_lanes(component):
     assert np.isnan(s[poison, 2]).all() and (~np.isfinite(m[poison, 1])).all()
     # The clean lanes are not trivially non-finite themselves.
     assert np.isfinite(base[0][~poison]).mean() > 0.5
+
+
+# ------------------------------------------------------------------------------------------------
+# Compaction (design c2): random and transcendental ops run only on the lanes that use them.
+
+COMPACTED_OPS = sorted(set().union(*(members for _, members, _ in vm.COMPACT_GROUPS)))
+
+
+def _compaction_population(rate, r):
+    """Random programs where a fraction `rate` of the slots hold a compacted op (others: none)."""
+    comp = random_population(2).setup
+    code, consts = comp.code.copy(), comp.consts.copy()
+    compacted = np.isin(code[..., 0], COMPACTED_OPS)
+    code[compacted] = (3, 1, 2, 3)  # s3 = s1 * s2 where the random program had one.
+    hit = r.random(code.shape[:2]) < rate
+    code[hit, 0] = r.choice(COMPACTED_OPS, size=int(hit.sum()))
+    code[hit, 3] = r.integers(1, 3, size=int(hit.sum()))  # Output address 1 or 2, every kind.
+    return Component(code, consts, comp.length)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.02, 1.0])
+def test_compaction_matches_dense_path_and_reference(rate):
+    """Few lanes (one round), none (no round) and all lanes (P / capacity rounds per slot) using
+    compacted ops: the compacted VM equals the dense VM bit for bit, and the reference."""
+    r = np.random.default_rng(12)
+    comp = _compaction_population(rate, r)
+    uses = np.isin(comp.code[..., 0], COMPACTED_OPS)
+    if rate == 1.0:
+        assert uses.all()
+    elif rate > 0:
+        assert 0 < uses.sum(axis=0).max() <= P_RAND // 16  # Within one round at every slot.
+    memory = random_memory(r, P_RAND, 4, SPEC_RAND, special_rate=0.02)
+    seeds = r.integers(0, 2**32, P_RAND, dtype=np.uint32)
+    call = jnp.int32(3)
+    args = (SPEC_RAND, "setup", comp, *memory, jnp.asarray(seeds), call)
+    compact = vm.execute_component(*args)
+    dense = vm.execute_component(*args, compact=False)
+    # Bit for bit, but for programs with SHAPE_DEPENDENT_OPS (last bits differ per compiled shape).
+    exact = ~np.isin(comp.code[..., 0], list(SHAPE_DEPENDENT_OPS)).any(axis=1)
+    assert exact.sum() > P_RAND // 8
+    for x, y in zip(compact, dense, strict=True):
+        np.testing.assert_array_equal(np.asarray(x)[exact], np.asarray(y)[exact])
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), equal_nan=True, **LOOSE_TOL)
+    want = run_reference(comp, memory, seeds, 3, lanes=range(0, P_RAND, 8))
+    got = tuple(np.asarray(x)[::8] for x in compact)
+    ok = lanes_close(got, want, **LOOSE_TOL)
+    used = [set(comp.code[p, :, 0].tolist()) & REDUCTION_OPS for p in range(0, P_RAND, 8)]
+    assert all(ok[i] or used[i] for i in range(len(ok))), np.flatnonzero(~ok)
+    assert ok.mean() > 0.9
+
+
+def test_plans_compact_only_allowed_groups():
+    full = vm.plan_component(SPEC_RAND, "setup")
+    assert [g.name for g in full.compact] == [name for name, _, _ in vm.COMPACT_GROUPS]
+    dense_ops = set().union(*full.dense.kinds)
+    assert dense_ops.isdisjoint(COMPACTED_OPS)
+    assert dense_ops | set(COMPACTED_OPS) == set(ALL_OPS) - {ops.NO_OP}
+    assert vm.plan_component(SPEC_RAND, "setup", compact=False).compact == ()
+    demo = vm.plan_component(ProgramSpec(), "setup")  # No random or transcendental ops.
+    assert demo.compact == () and vm.decode(demo, random_population(0).setup, 2).lists is None
