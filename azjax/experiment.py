@@ -31,7 +31,7 @@ from azjax.program import Program
 
 # Config fields that do not change the search's results; a resumed run may change them.
 RUNTIME_FIELDS = ("checkpoint_every_secs", "progress_every", "chunk_size", "time_budget_secs")
-CHECKPOINT_FORMAT = "azjax.search/1"
+CHECKPOINT_FORMAT = "azjax.search/2"  # 2: one FEC cache key per program
 _COUNTER_FIELDS = tuple(f.name for f in dataclasses.fields(evaluator_lib.Counters))
 
 
@@ -169,7 +169,9 @@ def run(
 
 
 def _placeholder_evaluator(exp):
-    return evaluator_lib.SearchEvaluator([], config=exp.evaluator, baseline=exp.baseline)
+    return evaluator_lib.SearchEvaluator(
+        [], config=exp.evaluator, baseline=exp.baseline, num_tasks=exp.search_tasks.num_tasks
+    )
 
 
 def _search_groups(exp, search_spec):
