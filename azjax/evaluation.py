@@ -178,9 +178,12 @@ def _lanes_examples(a, num_programs):
 def lane_seeds(key, num_programs: int, num_tasks: int) -> np.ndarray:
     """uint32 `[P, T]` seeds for the random ops, from a jax.random key (consumed).
 
-    One draw from the key, expanded by the counter hash: no per-shape compile of a PRNG kernel.
+    The key's words, hashed and expanded by the counter hash: no device computation (a
+    `jax.random` draw here cost a dispatch per VM call).
     """
-    base = np.asarray(jax.random.bits(key, (), jnp.uint32))
+    base = np.uint32(0x9E3779B9)
+    for word in np.asarray(jax.random.key_data(key), np.uint32).reshape(-1):
+        base = rng.lowbias32(base ^ word) ^ np.uint32(0x9E3779B9)
     lanes = np.arange(num_programs * num_tasks, dtype=np.uint32).reshape(num_programs, num_tasks)
     return rng.lowbias32(rng.lowbias32(lanes) ^ base)
 
