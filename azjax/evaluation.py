@@ -19,13 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from azjax import program as program_lib
-from azjax import rng, switch_vm, vm
+from azjax import rng, switch_vm, vm, vm_plan
 from azjax.program import Program, ProgramSpec
 from azjax.tasks import TaskSet
 
 RMS, ACCURACY = "rms", "accuracy"
 _ENGINES = {
-    "vm": (vm.decode, vm.run_component),
+    "vm": (vm_plan.decode, vm.run_component),
     "switch": (switch_vm.decode, switch_vm.run_component),
 }
 MAX_ABS_ERROR = 100.0
@@ -83,9 +83,9 @@ def evaluate_lanes(
     Ev = tasks.x_valid.shape[1]
     num_epochs = N // epoch_size
     dtype = tasks.x_train.dtype
-    plans = {c: vm.plan_component(spec, c) for c in program_lib.COMPONENTS}
+    plans = {c: vm_plan.plan_component(spec, c) for c in program_lib.COMPONENTS}
     decs = {c: decode_fn(plans[c], getattr(population, c), T) for c in program_lib.COMPONENTS}
-    slots = {c: vm.num_live_slots(getattr(population, c)) for c in program_lib.COMPONENTS}
+    slots = {c: vm_plan.num_live_slots(getattr(population, c)) for c in program_lib.COMPONENTS}
     seeds = jnp.asarray(seeds, jnp.uint32).reshape(-1)
     B = P * T
     classify = eval_type == ACCURACY

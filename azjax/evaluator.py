@@ -162,9 +162,7 @@ def run_chunked(
     )
     starts = np.cumsum([0] + sizes)
     outs = [
-        evaluate(
-            jax.tree_util.tree_map(lambda x, a=a, b=b: x[a:b], population), tasks, seeds[a:b]
-        )
+        evaluate(jax.tree_util.tree_map(lambda x, a=a, b=b: x[a:b], population), tasks, seeds[a:b])
         for a, b in zip(starts[:-1], starts[1:], strict=True)
     ]
     return jax.tree_util.tree_map(

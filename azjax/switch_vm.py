@@ -17,7 +17,8 @@ from azjax import ops as ops_lib
 from azjax import rng
 from azjax.kernels import KERNELS, Operands
 from azjax.program import Component
-from azjax.vm import ComponentPlan, Memory
+from azjax.vm import Memory
+from azjax.vm_plan import ComponentPlan
 
 _BANKS = {ops_lib.Kind.SCALAR: 0, ops_lib.Kind.VECTOR: 1, ops_lib.Kind.MATRIX: 2}
 

@@ -9,7 +9,7 @@ Layout and tricks follow what the prototype measured (VM_DESIGN.md §3-§6, desi
   instruction the VM computes the candidate result of each allowed op, grouped by output kind, and
   picks one per kind with `select_n` (never by multiplying with one-hot masks, which turns inf into
   NaN in other lanes).
-- Decode once per call, outside all loops: `[L, B]` int/float fields per component.
+- Decode once per call, outside all loops (`azjax.vm_plan`): one packed `[L, NF, B]` array.
 - `fori_loop` over slots with a deferred write (the previous slot's result is written at the start
   of the next iteration, so it is materialised once) and a carried decode (slot i+1's fields are
   sliced in iteration i, keeping dynamic slices out of the big fusion).
@@ -24,7 +24,6 @@ Layout and tricks follow what the prototype measured (VM_DESIGN.md §3-§6, desi
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -34,12 +33,23 @@ import numpy as np
 
 from azjax import compaction, rng
 from azjax import ops as ops_lib
-from azjax.kernels import KERNELS, PARTIAL_WRITE_OPS, Operands
+from azjax.kernels import KERNELS, Operands
 from azjax.program import Component, ProgramSpec
+from azjax.vm_plan import (
+    BANK,
+    CONSTS,
+    KINDS,
+    ComponentPlan,
+    Decoded,
+    OpGroup,
+    decode,
+    field_names,
+    plan_component,
+    sel_name,
+    unpack,
+)
 
 Kind = ops_lib.Kind
-_KINDS = (Kind.SCALAR, Kind.VECTOR, Kind.MATRIX)
-_BANK = {Kind.SCALAR: "s", Kind.VECTOR: "v", Kind.MATRIX: "m"}
 
 
 class Memory(NamedTuple):
@@ -77,182 +87,6 @@ def memory_from_lanes(mem: Memory) -> tuple[jax.Array, jax.Array, jax.Array]:
     )
 
 
-class OpGroup(NamedTuple):
-    """Ops computed together: their ids per output kind (S, V, M) and the operands they read.
-
-    `fraction`: for a compacted group, the round capacity as a fraction of the programs (see
-    `azjax.compaction`); None for the dense group, computed on every lane.
-    """
-
-    name: str
-    kinds: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
-    operands: tuple[tuple[str, str], ...]  # sorted: a stable trace, so the compile cache hits
-    has_random: bool
-    has_consts: bool
-    fraction: float | None = None
-
-
-# Compacted groups (VM_DESIGN.md §6, design c2): (name, ops, capacity fraction). An op belongs to
-# the first group listing it; ops in none are dense. Random ops (a hash and erfinv per element and
-# lane) and the scalar transcendentals are costly and rare per slot. Matrix ops stay dense: their
-# compacted [F, F] kernels lost the lane vectorization (module docstring).
-_RANDOM_OPS = frozenset(op.id for op in ops_lib.OPS if op.is_random)
-_TRANSCENDENTAL_OPS = frozenset(
-    ops_lib.op_ids(
-        ("SCALAR_SIN_OP", "SCALAR_COS_OP", "SCALAR_TAN_OP", "SCALAR_ARCSIN_OP")
-        + ("SCALAR_ARCCOS_OP", "SCALAR_ARCTAN_OP", "SCALAR_EXP_OP", "SCALAR_LOG_OP")
-    )
-)
-COMPACT_GROUPS = (
-    ("random", _RANDOM_OPS, 1 / 8),
-    ("transcendental", _TRANSCENDENTAL_OPS, 1 / 4),
-)
-
-
-def _op_group(name: str, op_ids, fraction=None) -> OpGroup:
-    table = [ops_lib.OPS[i] for i in sorted(op_ids)]
-    operands = set()
-    for op in table:
-        for role, kind in (("a", op.in1), ("b", op.in2)):
-            if kind != Kind.NONE:
-                operands.add((_BANK[kind], role))
-        if op.id in PARTIAL_WRITE_OPS:
-            operands.add((_BANK[op.out], "o"))
-    return OpGroup(
-        name=name,
-        kinds=tuple(tuple(op.id for op in table if op.out == k) for k in _KINDS),
-        operands=tuple(sorted(operands)),
-        has_random=any(op.is_random for op in table),
-        has_consts=any(op.is_set_op for op in table),
-        fraction=fraction,
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class ComponentPlan:
-    """Static plan of one component: its allowed ops grouped by output kind, and what they read.
-
-    `groups[kind]` lists the op ids producing that kind; `operands` the (bank, role) pairs the
-    allowed ops read, role 'a' = in1, 'b' = in2, 'o' = the output's old value (partial writes).
-    `dense` is the group of ops computed on every lane, `compact` the compacted groups.
-    """
-
-    bank_sizes: tuple[int, int, int]
-    groups: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
-    operands: tuple[tuple[str, str], ...]
-    has_random: bool
-    has_consts: bool
-    dense: OpGroup
-    compact: tuple[OpGroup, ...]
-
-    @property
-    def out_kinds(self) -> tuple[Kind, ...]:
-        return tuple(k for k, g in zip(_KINDS, self.groups, strict=True) if g)
-
-
-@functools.cache
-def plan_component(spec: ProgramSpec, component: str, compact: bool = True) -> ComponentPlan:
-    """Builds the static plan for `spec`'s `component` ('setup', 'predict' or 'learn').
-
-    `compact=False` computes every op on every lane (design c1; for tests and benchmarks).
-    """
-    valid = [i for i in spec.component(component).valid_ops if i != ops_lib.NO_OP]
-    everything = _op_group("all", valid)
-    groups, rest = [], set(valid)
-    for name, members, fraction in COMPACT_GROUPS if compact else ():
-        if rest & members:
-            groups.append(_op_group(name, rest & members, fraction))
-            rest -= members
-    return ComponentPlan(
-        bank_sizes=(spec.num_scalars, spec.num_vectors, spec.num_matrices),
-        groups=everything.kinds,
-        operands=everything.operands,
-        has_random=everything.has_random,
-        has_consts=everything.has_consts,
-        dense=_op_group("dense", rest),
-        compact=tuple(groups),
-    )
-
-
-_CONSTS = tuple(f"c{j}" for j in range(ops_lib.NUM_CONSTS))
-
-
-def _sel_name(group: OpGroup, kind: Kind) -> str:
-    return f"sel_{_BANK[kind]}" if group.fraction is None else f"{group.name}_{_BANK[kind]}"
-
-
-def field_names(plan: ComponentPlan) -> tuple[str, ...]:
-    """The decoded per-slot fields of a plan, in their packed order (see `decode`)."""
-    names = [f"w_{_BANK[k]}" for k, g in zip(_KINDS, plan.groups, strict=True) if g]
-    for group in (plan.dense, *plan.compact):
-        names += [
-            _sel_name(group, k) for k, g in zip(_KINDS, group.kinds, strict=True) if len(g) > 1
-        ]
-    names += [f"{bank}{role}" for bank, role in plan.operands]
-    if plan.has_consts:
-        names += list(_CONSTS)
-    return tuple(names)
-
-
-class Decoded(NamedTuple):
-    """`decode`'s output. fields: int32 `[L, NF, B]`; lists: int32 `[L, G, 2 P + 1]`, per slot
-    and compacted group the `azjax.compaction.program_lists` row (None without groups)."""
-
-    fields: jax.Array
-    lists: jax.Array | None
-
-
-def decode(plan: ComponentPlan, component: Component, num_tasks: int) -> Decoded:
-    """Per-slot fields of a population's component, packed: int32 `[L, NF, B]`, lanes
-    b = p * num_tasks + t, fields in `field_names(plan)` order (constants bitcast to int32), and
-    the compacted groups' program lists.
-
-    One packed array keeps the slot loop to one dynamic slice per step (one slice per field
-    cost a thunk each on XLA:CPU). `component.code` is `[P, L, 4]`; padding rows are NO_OPs.
-    """
-    code = jnp.asarray(component.code)
-    op, fields = code[..., 0], {"a": code[..., 1], "b": code[..., 2], "o": code[..., 3]}
-    out_kind = jnp.asarray([o.out for o in ops_lib.OPS], jnp.int32)[op]
-    dec = {}
-    for kind, group in zip(_KINDS, plan.groups, strict=True):
-        if group:
-            dec[f"w_{_BANK[kind]}"] = jnp.where(out_kind == kind, fields["o"], -1)
-    for group in (plan.dense, *plan.compact):
-        for kind, ids in zip(_KINDS, group.kinds, strict=True):
-            if len(ids) > 1:
-                local = np.zeros(ops_lib.NUM_OPS, np.int32)
-                local[list(ids)] = np.arange(len(ids))
-                dec[_sel_name(group, kind)] = jnp.asarray(local)[op]
-    for bank, role in plan.operands:
-        size = plan.bank_sizes["svm".index(bank)]
-        dec[f"{bank}{role}"] = jnp.clip(fields[role], 0, size - 1)
-    if plan.has_consts:
-        consts = jnp.asarray(component.consts, jnp.float32)
-        for j, name in enumerate(_CONSTS):
-            dec[name] = jax.lax.bitcast_convert_type(consts[..., j], jnp.int32)
-    packed = jnp.stack([dec[name].astype(jnp.int32) for name in field_names(plan)], axis=-1)
-    # [P, L, NF] -> [L, NF, P * T]: slot-major, lanes last.
-    packed = jnp.repeat(jnp.transpose(packed, (1, 2, 0)), num_tasks, axis=2)
-    lists = None
-    if plan.compact:
-        member = [jnp.isin(op, jnp.asarray(sum(g.kinds, ()))) for g in plan.compact]
-        lists = jnp.stack([compaction.program_lists(m) for m in member], axis=1)
-    return Decoded(packed, lists)
-
-
-def _unpack(plan: ComponentPlan, cur: jax.Array, names=None) -> dict[str, jax.Array]:
-    """One slot's packed fields `[NF, B]` as a dict of `[B]` arrays (constants as float32).
-
-    `names`: the fields `cur` holds, in order (default: all of `field_names(plan)`).
-    """
-    out = {}
-    for i, name in enumerate(field_names(plan) if names is None else names):
-        out[name] = cur[i]
-        if name in _CONSTS:
-            out[name] = jax.lax.bitcast_convert_type(cur[i], jnp.float32)
-    return out
-
-
 def _select(index, bank):
     """bank[index] per lane, by `select_n` (never one-hot products: 0 * inf = NaN)."""
     if len(bank) == 1:
@@ -271,15 +105,15 @@ def _compute(group: OpGroup, banks: dict, cur: dict, key, feature_size: int, dty
         s=reads["s"],
         v=reads["v"],
         m=reads["m"],
-        c=tuple(cur.get(name) for name in _CONSTS),
+        c=tuple(cur.get(name) for name in CONSTS),
         key=key,
         dtype=dtype,
     )
     new = []
-    for kind, ids in zip(_KINDS, group.kinds, strict=True):
+    for kind, ids in zip(KINDS, group.kinds, strict=True):
         cands = [KERNELS[i](o).astype(dtype) for i in ids]
         if len(cands) > 1:
-            cands = [_select(cur[_sel_name(group, kind)], cands)]
+            cands = [_select(cur[sel_name(group, kind)], cands)]
         new.append(cands[0] if cands else None)
     return tuple(new)
 
@@ -287,7 +121,7 @@ def _compute(group: OpGroup, banks: dict, cur: dict, key, feature_size: int, dty
 def _write(plan: ComponentPlan, mem: Memory, new, targets) -> Memory:
     """Writes each kind's result to its target address (-1 = none). s0 and v0 are never written."""
     banks = list(mem)
-    for i, kind in enumerate(_KINDS):
+    for i, kind in enumerate(KINDS):
         if new[i] is None:
             continue
         first = 0 if kind == Kind.MATRIX else 1
@@ -296,17 +130,6 @@ def _write(plan: ComponentPlan, mem: Memory, new, targets) -> Memory:
             for k, x in enumerate(banks[i])
         )
     return Memory(*banks)
-
-
-def num_live_slots(component: Component) -> jax.Array:
-    """int32 scalar: 1 + the last slot holding a non-NO_OP in any program (0 if all NO_OPs).
-
-    The VM loops only that far: pruned and compacted programs skip their dead tail at run time,
-    without a new compile.
-    """
-    op = jnp.asarray(component.code)[..., 0]
-    slot = jnp.arange(1, op.shape[-1] + 1, dtype=jnp.int32)
-    return jnp.max(jnp.where(op != ops_lib.NO_OP, slot, 0))
 
 
 def run_component(
@@ -332,11 +155,11 @@ def run_component(
     L, _, B = fields.shape
     names = field_names(plan)
     dtype = mem.scalars[0].dtype
-    targets_of = lambda d: tuple(d.get(f"w_{_BANK[k]}") for k in _KINDS)  # noqa: E731
+    targets_of = lambda d: tuple(d.get(f"w_{BANK[k]}") for k in KINDS)  # noqa: E731
 
     def step(i, mem, cur, cur_lists):
         banks = {"s": mem.scalars, "v": mem.vectors, "m": mem.matrices}
-        d = _unpack(plan, cur)
+        d = unpack(plan, cur)
         key = rng.draw_key(seeds, call, i, xp=jnp) if plan.dense.has_random else None
         new = _compute(plan.dense, banks, d, key, feature_size, dtype)
         # Kinds produced by compacted ops only start from zeros (other lanes do not write them).
@@ -361,7 +184,7 @@ def run_component(
         nxt = jnp.minimum(i + 1, L - 1)
         return mem, pending, at(fields, nxt), at(lists, nxt)
 
-    cur0 = _unpack(plan, fields[0])
+    cur0 = unpack(plan, fields[0])
     pending0 = (
         tuple(None if g is None else jnp.zeros_like(g) for g in _shapes_like(plan, mem)),
         tuple(None if t is None else jnp.full_like(t, -1) for t in targets_of(cur0)),
@@ -381,14 +204,14 @@ def _run_group(g: OpGroup, banks, cur, row, new, names, i, seeds, call, feature_
     into `new`. `cur`: this slot's packed fields `[NF, B]`; `row`: its `program_lists` row."""
     P = (row.shape[0] - 1) // 2
     T = cur.shape[-1] // P
-    wanted = {f"{b}{r}" for b, r in g.operands} | {_sel_name(g, k) for k in _KINDS}
-    wanted |= set(_CONSTS) if g.has_consts else set()
+    wanted = {f"{b}{r}" for b, r in g.operands} | {sel_name(g, k) for k in KINDS}
+    wanted |= set(CONSTS) if g.has_consts else set()
     sub_names = tuple(n for n in names if n in wanted)
     sub_fields = cur[np.asarray([names.index(n) for n in sub_names])]
     used_banks = {b for b, _ in g.operands}
 
     def one_round(lanes, new):
-        d = _unpack(None, compaction.gather(sub_fields, lanes), sub_names)
+        d = unpack(None, compaction.gather(sub_fields, lanes), sub_names)
         sub_banks = {
             b: tuple(compaction.gather(x, lanes) for x in banks[b]) if b in used_banks else ()
             for b in "svm"

@@ -376,8 +376,8 @@ def _probe_subprocess(name: str, data_path: str, cache_dir: str) -> dict:
         f"--probe_cache_dir={cache_dir}",
         *(h.serialize() for h in _FORWARDED if h.present),
     ]
-    # Both probes share one hash seed: azjax.vm.decode iterates a frozenset of strings, so the
-    # HLO (and the cache key) of evaluate_lanes differs between processes with different seeds.
+    # Both probes share one hash seed, so no set iteration order anywhere in the trace can make
+    # the HLO (and the cache key) of evaluate_lanes differ between the two processes.
     env = dict(os.environ, PYTHONHASHSEED=PROBE_HASH_SEED)
     out = subprocess.run(args, capture_output=True, text=True, timeout=900, check=False, env=env)
     for line in reversed(out.stdout.splitlines()):

@@ -514,3 +514,18 @@ def test_early_stop_shortcut_and_equal_fingerprints_in_one_batch():
 def linear_like(spec):
     """Predict s1 = dot(v1, v0) with v1 from a Gaussian init: a fixed random linear model."""
     return program_lib.make_program(spec, [I(63, 0, 0, 1, (0.0, 1.0, 0.0))], [I(27, 1, 0, 1)], [])
+
+
+@pytest.mark.parametrize("num_devices", [1, 2, 4])
+def test_chunk_sizes_cover_every_program_with_few_padded_calls(num_devices):
+    """VM calls: power-of-2 sizes up to chunk_size, covering n programs; a large remainder is
+    padded in one call, a small one split off (137 on 2 devices: 128 + 16 slots, not 256)."""
+    for n in range(1, 1200):
+        sizes = evaluator_lib._chunk_sizes(n, num_devices, 256)
+        slots = num_devices * np.asarray(sizes)
+        assert all(s & (s - 1) == 0 and 1 <= s <= 256 for s in sizes), (n, sizes)
+        assert n <= slots.sum() and slots[:-1].sum() < n, (n, sizes)  # every call holds programs
+        assert slots.sum() < 2 * n + num_devices, (n, sizes)
+    assert evaluator_lib._chunk_sizes(137, 2, 256) == [64, 8]
+    assert evaluator_lib._chunk_sizes(57, 2, 256) == [32]
+    assert evaluator_lib._chunk_sizes(1000, 2, 256) == [256, 256]

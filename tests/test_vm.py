@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from azjax import generator, ops, vm
+from azjax import generator, ops, vm, vm_plan
 from azjax import reference as ref
 from azjax.program import COMPONENTS, Component, ComponentSpec, Instruction, ProgramSpec
 
@@ -650,7 +650,7 @@ def test_poisonous_lanes_do_not_change_other_lanes(component):
 # ------------------------------------------------------------------------------------------------
 # Compaction (design c2): random and transcendental ops run only on the lanes that use them.
 
-COMPACTED_OPS = sorted(set().union(*(members for _, members, _ in vm.COMPACT_GROUPS)))
+COMPACTED_OPS = sorted(set().union(*(members for _, members, _ in vm_plan.COMPACT_GROUPS)))
 
 
 def _compaction_population(rate, r):
@@ -697,11 +697,11 @@ def test_compaction_matches_dense_path_and_reference(rate):
 
 
 def test_plans_compact_only_allowed_groups():
-    full = vm.plan_component(SPEC_RAND, "setup")
-    assert [g.name for g in full.compact] == [name for name, _, _ in vm.COMPACT_GROUPS]
+    full = vm_plan.plan_component(SPEC_RAND, "setup")
+    assert [g.name for g in full.compact] == [name for name, _, _ in vm_plan.COMPACT_GROUPS]
     dense_ops = set().union(*full.dense.kinds)
     assert dense_ops.isdisjoint(COMPACTED_OPS)
     assert dense_ops | set(COMPACTED_OPS) == set(ALL_OPS) - {ops.NO_OP}
-    assert vm.plan_component(SPEC_RAND, "setup", compact=False).compact == ()
-    demo = vm.plan_component(ProgramSpec(), "setup")  # No random or transcendental ops.
-    assert demo.compact == () and vm.decode(demo, random_population(0).setup, 2).lists is None
+    assert vm_plan.plan_component(SPEC_RAND, "setup", compact=False).compact == ()
+    demo = vm_plan.plan_component(ProgramSpec(), "setup")  # No random or transcendental ops.
+    assert demo.compact == () and vm_plan.decode(demo, random_population(0).setup, 2).lists is None
