@@ -146,7 +146,13 @@ def run_chunked(
     P, info = program_lib.population_size(population), group.info
     tasks = group.fec_tasks if fec else group.tasks
     epoch_size = config.fec_num_train if fec else info.epoch_size
-    sizes = [group.mesh.size * b for b in _chunk_sizes(P, group.mesh.size, config.chunk_size)]
+    # Calls under MIN_LANES lanes per device cost their fixed overhead anyway: padding them up
+    # saves the compiles of the smallest shapes (a cold demo run compiled 6 of them).
+    smallest = _bucket(-(-MIN_LANES // info.num_tasks), config.chunk_size)
+    sizes = [
+        group.mesh.size * max(b, smallest)
+        for b in _chunk_sizes(P, group.mesh.size, config.chunk_size)
+    ]
     pad = sum(sizes) - P
     population = jax.tree_util.tree_map(
         lambda x: np.concatenate(
@@ -173,6 +179,7 @@ def run_chunked(
 # A VM call's fixed cost (loop and kernel overheads) in programs per device: measured on the demo,
 # a call on n programs per device costs about as much as CALL_COST + n programs' lanes.
 CALL_COST = 16
+MIN_LANES = 64  # Per device and call; below this a call is all overhead.
 
 
 def _chunk_sizes(n: int, num_devices: int, chunk_size: int) -> list[int]:
