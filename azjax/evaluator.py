@@ -287,8 +287,7 @@ class SearchEvaluator:
             if config.fec_num_train and g.info.epoch_size < config.fec_num_train:
                 raise ValueError(
                     f"FEC needs {config.fec_num_train} training examples per task, but a search "
-                    "task "
-                    f"spec has only {g.info.epoch_size}"
+                    f"task spec has only {g.info.epoch_size}"
                 )
         self.groups, self.config, self.baseline = groups, config, baseline
         self.structural = fec.FECCache(config.fec_cache_size, config.fec_forget_every)
