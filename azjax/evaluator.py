@@ -150,8 +150,8 @@ def run_chunked(
     # saves the compiles of the smallest shapes (a cold demo run compiled 6 of them).
     smallest = _bucket(-(-MIN_LANES // info.num_tasks), config.chunk_size)
     sizes = [
-        group.mesh.size * max(b, smallest)
-        for b in _chunk_sizes(P, group.mesh.size, config.chunk_size)
+        group.mesh.size * b
+        for b in _chunk_sizes(P, group.mesh.size, config.chunk_size, smallest=smallest)
     ]
     pad = sum(sizes) - P
     population = jax.tree_util.tree_map(
@@ -182,20 +182,20 @@ CALL_COST = 16
 MIN_LANES = 64  # Per device and call; below this a call is all overhead.
 
 
-def _chunk_sizes(n: int, num_devices: int, chunk_size: int) -> list[int]:
-    """Programs per device of each VM call for n programs (each a `_bucket` size).
+def _chunk_sizes(n: int, num_devices: int, chunk_size: int, smallest: int = 1) -> list[int]:
+    """Programs per device of each VM call for n programs (each a `_bucket` size >= smallest).
 
     Full chunks first; a remainder that would leave the last call mostly padding is split off
     into a smaller call when that is cheaper by the `CALL_COST` model (e.g. 137 programs on 2
-    devices: 128 + 16 lanes' worth instead of 256).
+    devices: calls of 128 and 16 program slots instead of one of 256).
     """
     sizes, left = [], n
     while left > 0:
-        size = _bucket(-(-left // num_devices), chunk_size)
+        size = max(smallest, _bucket(-(-left // num_devices), chunk_size))
         half = size // 2
-        if num_devices * size > left and half and num_devices * half < left:
+        if num_devices * size > left and half >= smallest and num_devices * half < left:
             rest = _bucket(-(-(left - num_devices * half) // num_devices), chunk_size)
-            if 2 * CALL_COST + half + rest < CALL_COST + size:
+            if 2 * CALL_COST + half + max(smallest, rest) < CALL_COST + size:
                 size = half
         sizes.append(size)
         left -= num_devices * size

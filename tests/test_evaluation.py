@@ -529,3 +529,5 @@ def test_chunk_sizes_cover_every_program_with_few_padded_calls(num_devices):
     assert evaluator_lib._chunk_sizes(137, 2, 256) == [64, 8]
     assert evaluator_lib._chunk_sizes(57, 2, 256) == [32]
     assert evaluator_lib._chunk_sizes(1000, 2, 256) == [256, 256]
+    assert evaluator_lib._chunk_sizes(130, 2, 256, smallest=8) == [64, 8]  # not [64, 1]
+    assert evaluator_lib._chunk_sizes(3, 2, 256, smallest=8) == [8]
