@@ -98,11 +98,14 @@ def evaluate_lanes(
     def with_inputs(mem, label, x):
         return vm.Memory((label,) + mem.scalars[1:], (x,) + mem.vectors[1:], mem.matrices)
 
+    def predict(mem, x, y, call):  # v0 = x, s0 = 0, Predict; returns the memory and s1.
+        mem = run("predict", with_inputs(mem, jnp.zeros_like(y), x), call)
+        return mem, mem.scalars[1]
+
     def train_step(carry, example):
         mem, stopped, steps, call = carry
         x, y = example
-        mem = run("predict", with_inputs(mem, jnp.zeros_like(y), x), call)
-        s1 = mem.scalars[1]
+        mem, s1 = predict(mem, x, y, call)
         if classify:
             s1 = jax.nn.sigmoid(s1)
             mem = vm.Memory((mem.scalars[0], s1) + mem.scalars[2:], mem.vectors, mem.matrices)
@@ -116,8 +119,7 @@ def evaluate_lanes(
     def valid_step(carry, example):
         mem, loss, bad, call = carry
         x, y = example
-        mem = run("predict", with_inputs(mem, jnp.zeros_like(y), x), call)
-        s1 = mem.scalars[1]
+        mem, s1 = predict(mem, x, y, call)
         if classify:
             e = jnp.where((y > 0.5) == (jax.nn.sigmoid(s1) > 0.5), 0.0, 1.0).astype(dtype)
         else:
