@@ -100,6 +100,9 @@ def default_config() -> config_dict.ConfigDict:
     c.random_seed = 0  # 0 = from the clock, as the original.
     c.randomize_task_seeds = False
     c.sufficient_fitness = 0.0  # 0 = none.
+    # azjax: experiments run this many at a time, in lockstep, their VM work merged into shared
+    # calls (1 = one after another, as the original). See azjax/experiment.py.
+    c.parallel_experiments = 1
     # Output and runtime.
     c.progress_every = 10000
     c.checkpoint_every_secs = 30.0
@@ -215,6 +218,10 @@ def build(cfg: config_dict.ConfigDict | dict) -> Experiment:
     for name in ("max_train_steps", "max_experiments", "random_seed", "progress_every"):
         if int(_get(cfg, name)) < 0:
             raise ConfigError(f"config.{name} must be >= 0, got {_get(cfg, name)}")
+    if int(_get(cfg, "parallel_experiments")) < 1:
+        raise ConfigError(
+            f"config.parallel_experiments must be >= 1, got {_get(cfg, 'parallel_experiments')}"
+        )
     for name in ("time_budget_secs", "checkpoint_every_secs"):
         if float(_get(cfg, name)) < 0:
             raise ConfigError(f"config.{name} must be >= 0, got {_get(cfg, name)}")

@@ -58,6 +58,7 @@ def evaluate_lanes(
     population: Program,
     tasks: TaskSet,
     seeds,
+    task_ids=None,
     *,
     spec: ProgramSpec,
     eval_type: str,
@@ -70,6 +71,9 @@ def evaluate_lanes(
 
     Args:
       seeds: uint32 `[P, T]`, the lanes' random-op seeds.
+      task_ids: optional int32 `[P]`: `tasks` then holds E task sets (a leading `[E]` axis on
+        each array) and program p runs on set `task_ids[p]` (concurrent experiments, each with
+        its own tasks, share one call).
       epoch_size: unique training examples per epoch; `tasks.x_train` holds `N` = epochs x that.
       record: also return |y - s1| after each training Predict and each first-epoch validation
         Predict (0/1 errors for accuracy), NaN after an early stop: FEC's fingerprint inputs.
@@ -79,8 +83,8 @@ def evaluate_lanes(
         raise ValueError(f"unknown engine {engine!r}; expected one of {sorted(_ENGINES)}")
     decode_fn, run_fn = _ENGINES[engine]
     P = program_lib.population_size(population)
-    T, N, F = tasks.x_train.shape
-    Ev = tasks.x_valid.shape[1]
+    T, N, F = tasks.x_train.shape[-3:]
+    Ev = tasks.x_valid.shape[-2]
     num_epochs = N // epoch_size
     dtype = tasks.x_train.dtype
     plans = {c: vm_plan.plan_component(spec, c) for c in program_lib.COMPONENTS}
@@ -129,10 +133,7 @@ def evaluate_lanes(
             jnp.abs(e) if record else None
         )
 
-    x_tr = _lanes_examples(tasks.x_train, P)
-    y_tr = _lanes_examples(tasks.y_train, P)
-    x_va = _lanes_examples(tasks.x_valid, P)
-    y_va = _lanes_examples(tasks.y_valid, P)
+    x_tr, y_tr, x_va, y_va = (_lanes_examples(a, P, task_ids) for a in tasks)
 
     def epoch(carry, data):
         mem, stopped, steps, best, call = carry
@@ -169,8 +170,13 @@ def evaluate_lanes(
     return LaneResult(fitness, to_pt(train_err), to_pt(valid_err[0]), steps)
 
 
-def _lanes_examples(a, num_programs):
-    """`[T, n, ...]` task data to per-example lane arrays `[n, ..., P * T]`."""
+def _lanes_examples(a, num_programs, task_ids=None):
+    """`[T, n, ...]` task data to per-example lane arrays `[n, ..., P * T]`; with `task_ids`
+    `[P]`, `[E, T, n, ...]` data of which program p reads set `task_ids[p]`."""
+    if task_ids is not None:
+        a = jnp.moveaxis(a[task_ids], 2, 0)  # [n, P, T, ...]
+        a = jnp.moveaxis(a, (1, 2), (-2, -1))  # [n, ..., P, T]
+        return a.reshape(a.shape[:-2] + (-1,))
     a = jnp.moveaxis(a, 1, 0)  # [n, T, ...]
     a = jnp.moveaxis(a, 1, -1)  # [n, ..., T]
     shape = a.shape[:-1] + (num_programs, a.shape[-1])

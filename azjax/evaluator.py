@@ -113,10 +113,11 @@ def _bucket(n: int, chunk_size: int) -> int:
 
 
 @functools.cache
-def _sharded_evaluate(mesh: Mesh, spec, eval_type, epoch_size, max_abs_error, record):
+def _sharded_evaluate(mesh: Mesh, spec, eval_type, epoch_size, max_abs_error, record, stacked):
     """`evaluation.evaluate_lanes` over a population split along the mesh's program axis.
 
     `shard_map`: each device scores its own programs on all tasks; no communication, one compile.
+    `stacked`: the tasks hold one set per concurrent experiment, picked per program by task ids.
     """
     fn = functools.partial(
         evaluation.evaluate_lanes,
@@ -127,21 +128,21 @@ def _sharded_evaluate(mesh: Mesh, spec, eval_type, epoch_size, max_abs_error, re
         record=record,
     )
     split, whole = PartitionSpec(runtime.PROGRAMS_AXIS), PartitionSpec()
+    in_specs = (split, whole, split) + ((split,) if stacked else ())
     return jax.jit(
-        jax.shard_map(
-            fn, mesh=mesh, in_specs=(split, whole, split), out_specs=split, check_vma=False
-        )
+        jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=split, check_vma=False)
     )
 
 
 def run_chunked(
-    population: Program, group: TaskGroup, seeds, *, config, fec=False
+    population: Program, group: TaskGroup, seeds, *, config, fec=False, task_ids=None
 ) -> evaluation.LaneResult:
     """`evaluation.evaluate_lanes` over a population of any size, in padded fixed-shape chunks.
 
     Each chunk is split over the mesh's devices (one CPU device per core, see azjax.runtime).
     `fec`: run the FEC fingerprint pass (the first examples only, recording errors).
-    seeds: uint32 `[P, T]`. Returns numpy arrays `[P, T]` (and `[P, T, n]` records).
+    seeds: uint32 `[P, T]`. task_ids: int `[P]` for a stacked group (`stack_groups`).
+    Returns numpy arrays `[P, T]` (and `[P, T, n]` records).
     """
     P, info = program_lib.population_size(population), group.info
     tasks = group.fec_tasks if fec else group.tasks
@@ -154,23 +155,28 @@ def run_chunked(
         for b in _chunk_sizes(P, group.mesh.size, config.chunk_size, smallest=smallest)
     ]
     pad = sum(sizes) - P
-    population = jax.tree_util.tree_map(
-        lambda x: np.concatenate(
-            [np.asarray(x), np.zeros((pad,) + np.shape(x)[1:], np.asarray(x).dtype)]
-        ),
-        population,
-    )
-    seeds = np.concatenate(
-        [np.asarray(seeds, np.uint32), np.zeros((pad, info.num_tasks), np.uint32)]
-    )
+
+    def padded(x):
+        x = np.asarray(x)
+        return np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
+
+    args = [jax.tree_util.tree_map(padded, population), padded(np.asarray(seeds, np.uint32))]
+    if task_ids is not None:
+        args.append(padded(np.asarray(task_ids, np.int32)))
     evaluate = _sharded_evaluate(
-        group.mesh, config.spec, info.eval_type, epoch_size, config.max_abs_error, fec
+        group.mesh,
+        config.spec,
+        info.eval_type,
+        epoch_size,
+        config.max_abs_error,
+        fec,
+        task_ids is not None,
     )
     starts = np.cumsum([0] + sizes)
-    outs = [
-        evaluate(jax.tree_util.tree_map(lambda x, a=a, b=b: x[a:b], population), tasks, seeds[a:b])
-        for a, b in zip(starts[:-1], starts[1:], strict=True)
-    ]
+    outs = []
+    for a, b in zip(starts[:-1], starts[1:], strict=True):
+        chunk = jax.tree_util.tree_map(lambda x, a=a, b=b: x[a:b], args)
+        outs.append(evaluate(chunk[0], tasks, *chunk[1:]))
     return jax.tree_util.tree_map(
         lambda *xs: np.concatenate([np.asarray(x) for x in xs])[:P], *outs
     )
@@ -221,20 +227,51 @@ def score(population: Program, groups, key, *, config: EvaluatorConfig, baseline
     return _score(population, groups, key, config=config, baseline=baseline)[0]
 
 
+class VMRequest(NamedTuple):
+    """A VM pass an evaluation needs: `programs` on `groups[group]` (the FEC pass if `fec`)."""
+
+    programs: Program
+    group: int
+    seeds: np.ndarray  # uint32 [P, T]
+    fec: bool
+
+
+def drive(steps, groups, config: EvaluatorConfig):
+    """Runs a generator of `VMRequest`s (`SearchEvaluator.steps`) to its return value, each
+    request in its own `run_chunked` call (`ConcurrentEvaluator` merges several instead)."""
+    try:
+        request = next(steps)
+        while True:
+            result = run_chunked(
+                request.programs,
+                groups[request.group],
+                request.seeds,
+                config=config,
+                fec=request.fec,
+            )
+            request = steps.send(result)
+    except StopIteration as stop:
+        return stop.value
+
+
 def _score(population: Program, groups, key, *, config: EvaluatorConfig, baseline=None):
     """`score` without the check, also returning the training steps executed `[P, T_total]`."""
+    steps = _score_steps(population, groups, key, baseline=baseline, factor=config.budget_factor)
+    return drive(steps, groups, config)
+
+
+def _score_steps(population: Program, groups, key, *, baseline, factor: float):
+    """`_score` as a generator of `VMRequest`s (see `drive`)."""
     P = program_lib.population_size(population)
     fitness, steps = [], []
-    for group, k in zip(groups, jax.random.split(key, len(groups)), strict=True):
+    for j, (group, k) in enumerate(zip(groups, jax.random.split(key, len(groups)), strict=True)):
         seeds = evaluation.lane_seeds(k, P, group.info.num_tasks)
-        counts = train_counts(population, group, baseline, config.budget_factor)
+        counts = train_counts(population, group, baseline, factor)
         fit = np.zeros((P, group.info.num_tasks))
         done = np.zeros((P, group.info.num_tasks), np.int64)
         run = np.flatnonzero(counts > 0)
         if run.size:
-            result = run_chunked(
-                program_lib.index(population, run), group, np.asarray(seeds)[run], config=config
-            )
+            result = yield VMRequest(program_lib.index(population, run), j, seeds[run], False)
             fit[run], done[run] = result.fitness, result.train_steps
         fitness.append(fit)
         steps.append(done)
@@ -309,6 +346,10 @@ class SearchEvaluator:
 
     def evaluate(self, children: Program, key) -> np.ndarray:
         """Combined fitness `[K]` of K children (numpy). The key is consumed."""
+        return drive(self.steps(children, key), self.groups, self.config)
+
+    def steps(self, children: Program, key):
+        """`evaluate` as a generator of `VMRequest`s (see `drive`, `ConcurrentEvaluator`)."""
         cfg, K = self.config, program_lib.population_size(children)
         self.counters.children += K
         counts = np.stack(
@@ -331,13 +372,13 @@ class SearchEvaluator:
             repeat[first] = False
             self.counters.dedupe_hits += int(repeat.sum())
             self.counters.train_steps += int(self._unrun_steps(counts[todo[repeat]]).sum())
-            values = self._evaluate_unique(
+            values = yield from self._evaluate_unique(
                 program_lib.index(candidates, first), counts[todo[first]], key, pruned=True
             )
             fitness[todo[~hit]] = values[inverse]
             self.structural.insert(hashes[first], values)
         else:
-            fitness[todo] = self._evaluate_unique(candidates, counts[todo], key)
+            fitness[todo] = yield from self._evaluate_unique(candidates, counts[todo], key)
         return fitness
 
     def _unrun_steps(self, counts) -> np.ndarray:
@@ -361,7 +402,7 @@ class SearchEvaluator:
         programs, order = compact(programs, cfg.spec)
         counts = counts[order]
         fitness = np.empty(len(order))
-        fitness[order] = self._evaluate_sorted(programs, counts, key)
+        fitness[order] = yield from self._evaluate_sorted(programs, counts, key)
         return fitness
 
     def _evaluate_sorted(self, programs: Program, counts, key) -> np.ndarray:
@@ -371,7 +412,7 @@ class SearchEvaluator:
         hit, cached = np.zeros(U, bool), np.zeros(U)
         need = np.ones((U, T), bool)
         if cfg.fec_num_train:
-            prints, stopped, fec_steps = self._fingerprints(programs, counts)
+            prints, stopped, fec_steps = yield from self._fingerprints(programs, counts)
             keys = fec.hash_words(prints, seed=fec.FEC_SEED)  # One key per program: see __init__.
             hit, cached = self.fec.lookup(keys)
             need[hit] = False
@@ -386,12 +427,12 @@ class SearchEvaluator:
         run = np.flatnonzero(need.any(1))
         self.counters.full_evaluations += run.size
         if run.size:
-            full, steps = _score(
+            full, steps = yield from _score_steps(
                 program_lib.index(programs, run),
                 self.groups,
                 key,
-                config=cfg,
                 baseline=self.baseline,
+                factor=cfg.budget_factor,
             )
             per_task[run] = np.where(need[run], full, per_task[run])
             self.counters.train_steps += int(steps[need[run]].sum())
@@ -407,7 +448,7 @@ class SearchEvaluator:
         prints, stopped, steps = [], [], []
         for j, g in enumerate(self.groups):
             seeds = np.full((U, g.info.num_tasks), FEC_SEED, np.uint32)
-            res = run_chunked(programs, g, seeds, config=cfg, fec=True)
+            res = yield VMRequest(programs, j, seeds, True)
             # Errors after an early stop are NaN, so the records also say when training stopped.
             prints.append(
                 fec.fingerprint(res.train_errors, res.valid_errors, counts[:, j], g.index)
@@ -436,6 +477,88 @@ class SearchEvaluator:
         self.counters = Counters(**{k: int(v) for k, v in pick("counters/").items()})
 
 
+def stack_groups(collections) -> list[TaskGroup]:
+    """E placed collections of the same shapes (`place_collection`, one per experiment) as one:
+    each group's tasks with a leading `[E]` axis, for `run_chunked(..., task_ids=...)`."""
+    first = collections[0]
+    for c in collections[1:]:
+        if [g.info for g in c] != [g.info for g in first]:
+            raise ValueError("stack_groups: the experiments' task collections differ in shape")
+
+    def stacked(j, field):
+        sets = [getattr(c[j], field) for c in collections]
+        if sets[0] is None:
+            return None
+        return runtime.replicate(
+            jax.tree_util.tree_map(lambda *xs: jax.numpy.stack(xs), *sets), first[j].mesh
+        )
+
+    return [
+        g._replace(tasks=stacked(j, "tasks"), fec_tasks=stacked(j, "fec_tasks"))
+        for j, g in enumerate(first)
+    ]
+
+
+class ConcurrentEvaluator:
+    """Scores the children of E concurrent experiments, each with its own `SearchEvaluator`
+    (tasks, caches, counters), in merged VM calls: each request round of the evaluators' `steps`
+    runs as one `run_chunked` call on the stacked task sets. Every experiment gets the results
+    its own `evaluate` would give (lane seeds and tasks are per program); the calls are fewer and
+    larger, which is what the VM is fast at. One evaluator simply runs its own `evaluate`.
+    """
+
+    def __init__(self, evaluators):
+        self.evaluators = list(evaluators)
+        self.config = self.evaluators[0].config
+        if len(self.evaluators) > 1:
+            self.groups = stack_groups([ev.groups for ev in self.evaluators])
+
+    def evaluate(self, children, keys) -> list:
+        """Fitness `[K_e]` (numpy) per experiment; None entries (idle experiments) are skipped."""
+        if len(self.evaluators) == 1:
+            return [None if children[0] is None else self.evaluators[0].evaluate(*children, *keys)]
+        results = [None] * len(self.evaluators)
+        steps = {
+            e: self.evaluators[e].steps(c, k)
+            for e, (c, k) in enumerate(zip(children, keys, strict=True))
+            if c is not None
+        }
+        pending = {}
+
+        def advance(e, value):
+            try:
+                pending[e] = steps[e].send(value)
+            except StopIteration as stop:
+                results[e] = stop.value
+                pending.pop(e, None)
+
+        for e in list(steps):
+            advance(e, None)
+        while pending:
+            group, fec = min((r.group, r.fec) for r in pending.values())
+            slots = [e for e, r in pending.items() if (r.group, r.fec) == (group, fec)]
+            requests = [pending[e] for e in slots]
+            sizes = [len(r.seeds) for r in requests]
+            programs = jax.tree_util.tree_map(
+                lambda *xs: np.concatenate(xs), *(r.programs for r in requests)
+            )
+            order = by_length(programs)  # Each request is sorted; the merged batch is not.
+            result = run_chunked(
+                program_lib.index(programs, order),
+                self.groups[group],
+                np.concatenate([r.seeds for r in requests])[order],
+                config=self.config,
+                fec=fec,
+                task_ids=np.repeat(np.asarray(slots, np.int32), sizes)[order],
+            )
+            inverse = np.argsort(order)
+            result = jax.tree_util.tree_map(lambda x, inv=inverse: x[inv], result)
+            starts = np.cumsum([0] + sizes)
+            for e, a, b in zip(slots, starts[:-1], starts[1:], strict=True):
+                advance(e, jax.tree_util.tree_map(lambda x, a=a, b=b: x[a:b], result))
+        return results
+
+
 _RANDOM_OPS = np.array([op.is_random for op in ops_lib.OPS])
 
 
@@ -456,20 +579,26 @@ def compact(programs: Program, spec: ProgramSpec) -> tuple[Program, np.ndarray]:
     A component whose allowed ops include a random op is left in place: its draws are keyed by
     slot (`azjax.rng`). Returns the reordered programs and `order`, with result i = input order[i].
     """
-    comps, lengths = [], []
+    comps = []
     for c in program_lib.COMPONENTS:
         comp = getattr(programs, c)
-        live = np.asarray(comp.code)[..., 0] != 0
         if any(ops_lib.OPS[i].is_random for i in spec.component(c).valid_ops):
-            last = np.where(live, np.arange(1, live.shape[-1] + 1), 0).max(-1)
             comps.append(comp)
-            lengths.append(last)
             continue
+        live = np.asarray(comp.code)[..., 0] != 0
         slot_order = np.argsort(~live, axis=-1, kind="stable")[..., None]
         code = np.take_along_axis(np.asarray(comp.code), slot_order, axis=-2)
         consts = np.take_along_axis(np.asarray(comp.consts), slot_order, axis=-2)
-        length = live.sum(-1).astype(np.int32)
-        comps.append(program_lib.Component(code, consts, length))
-        lengths.append(length)
-    order = np.lexsort(lengths[::-1])
+        comps.append(program_lib.Component(code, consts, live.sum(-1).astype(np.int32)))
+    order = by_length(Program(*comps))
     return program_lib.index(Program(*comps), order), order
+
+
+def by_length(programs: Program) -> np.ndarray:
+    """The order that sorts programs by their components' live lengths (Setup's first), so a VM
+    chunk of neighbours stops near each one's last live slot."""
+    lengths = []
+    for c in program_lib.COMPONENTS:
+        live = np.asarray(getattr(programs, c).code)[..., 0] != 0
+        lengths.append(np.where(live, np.arange(1, live.shape[-1] + 1), 0).max(-1))
+    return np.lexsort(lengths[::-1])

@@ -79,9 +79,19 @@ def _to_numpy(tree):
 
 def init(key, evaluate, config: EvolutionConfig) -> PopulationState:
     """Builds and evaluates the initial population. `evaluate(programs, key) -> fitness [K]`."""
+    programs, k_eval, key = initial_programs(key, config)
+    return from_evaluated(programs, evaluate(programs, k_eval), key, config)
+
+
+def initial_programs(key, config: EvolutionConfig):
+    """The initial population's programs `[P]`, the key to evaluate them with, and the key the
+    population state continues with (`init` = this, an evaluation, then `from_evaluated`)."""
     k_init, k_eval, key = jax.random.split(key, 3)
-    programs = _to_numpy(_initial_population(k_init, config=config))
-    fitness = np.asarray(evaluate(programs, k_eval), np.float64)
+    return _to_numpy(_initial_population(k_init, config=config)), k_eval, key
+
+
+def from_evaluated(programs: Program, fitness, key, config: EvolutionConfig) -> PopulationState:
+    fitness = np.asarray(fitness, np.float64)
     best = int(np.argmax(fitness))
     return PopulationState(
         programs=programs,
@@ -142,9 +152,20 @@ def make_children(key, state: PopulationState, config: EvolutionConfig) -> Progr
 
 def step(state: PopulationState, evaluate, config: EvolutionConfig) -> PopulationState:
     """One generation: K children evaluated together replace the K oldest individuals."""
+    children, k_eval, key = propose(state, config)
+    return accept(state, children, evaluate(children, k_eval), key, config)
+
+
+def propose(state: PopulationState, config: EvolutionConfig):
+    """A generation's K children, the key to evaluate them with, and the population's next key
+    (`step` = this, an evaluation, then `accept`; concurrent experiments evaluate together)."""
     key, k_children, k_eval = jax.random.split(state.key, 3)
-    children = make_children(k_children, state, config)
-    fitness = np.asarray(evaluate(children, k_eval), np.float64)
+    return make_children(k_children, state, config), k_eval, key
+
+
+def accept(state: PopulationState, children, fitness, key, config) -> PopulationState:
+    """The evaluated children replace the K oldest individuals."""
+    fitness = np.asarray(fitness, np.float64)
     K, P = config.children_per_generation, config.population_size
     slots = (int(state.cursor) + np.arange(K)) % P
     programs = jax.tree_util.tree_map(

@@ -7,6 +7,7 @@ score 0 in isolation; the train budget, `score` and `SearchEvaluator` (dedupe an
 checked end to end; and the FEC records match `reference.fec_errors`.
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -531,3 +532,74 @@ def test_chunk_sizes_cover_every_program_with_few_padded_calls(num_devices):
     assert evaluator_lib._chunk_sizes(1000, 2, 256) == [256, 256]
     assert evaluator_lib._chunk_sizes(130, 2, 256, smallest=8) == [64, 8]  # not [64, 1]
     assert evaluator_lib._chunk_sizes(3, 2, 256, smallest=8) == [8]
+
+
+def _seeded_groups(seed):
+    spec = dataclasses.replace(LINEAR_TASKS, param_seeds=(seed,), data_seeds=(seed + 7,))
+    return evaluator_lib.place_collection(
+        [tasks.make_tasks(spec)], fec_num_train=10, fec_num_valid=10
+    )
+
+
+def test_stacked_task_sets_score_each_program_on_its_own_set():
+    """`run_chunked(..., task_ids=...)` on stacked task sets equals running each set alone."""
+    spec = ProgramSpec()
+    population = jax.tree.map(
+        np.asarray,
+        generator.make_initial_population(jax.random.key(3), "RANDOM", spec, (10, 2, 8), 48),
+    )
+    population = program_lib.stack([linear()] * 4 + program_lib.unstack(population))
+    config = evaluator_lib.EvaluatorConfig(spec=spec)
+    collections = [_seeded_groups(s) for s in (100, 200, 300)]
+    (stacked,) = evaluator_lib.stack_groups(collections)
+    ids = np.arange(52) % 3
+    seeds = evaluation.lane_seeds(jax.random.key(1), 52, LINEAR_TASKS.num_tasks)
+    for fec in (False, True):
+        together = evaluator_lib.run_chunked(
+            population, stacked, seeds, config=config, fec=fec, task_ids=ids
+        )
+        for e, (group,) in enumerate(collections):
+            rows = np.flatnonzero(ids == e)
+            alone = evaluator_lib.run_chunked(
+                program_lib.index(population, rows), group, seeds[rows], config=config, fec=fec
+            )
+            for a, b in zip(alone, together, strict=True):
+                if a is not None:
+                    np.testing.assert_allclose(b[rows], a, rtol=1e-6, atol=1e-7)
+        if not fec:  # The linear learners solve every set.
+            assert together.fitness[:4].min() > 0.999
+    with pytest.raises(ValueError, match="differ in shape"):
+        fewer = dataclasses.replace(LINEAR_TASKS, num_tasks=5)
+        evaluator_lib.stack_groups(
+            [collections[0], evaluator_lib.place_collection([tasks.make_tasks(fewer)])]
+        )
+
+
+def test_concurrent_evaluator_gives_each_experiment_its_own_results_and_counters():
+    """Children of 3 experiments scored together: the fitness and counters each experiment's
+    own evaluator gives alone (merged VM calls, per-experiment tasks and caches)."""
+    spec = ProgramSpec()
+    config = evaluator_lib.EvaluatorConfig(spec=spec)
+
+    def evaluators():
+        return [evaluator_lib.SearchEvaluator(_seeded_groups(s), config=config) for s in (1, 2, 3)]
+
+    batches = []
+    for g in range(3):  # Each batch repeats programs of the previous ones: cache hits.
+        fresh = generator.make_initial_population(jax.random.key(g), "RANDOM", spec, (6, 2, 5), 24)
+        fresh = program_lib.unstack(jax.tree.map(np.asarray, fresh))
+        batches.append([program_lib.stack(fresh[: 12 + 4 * e] + [linear()]) for e in range(3)])
+    alone, together = evaluators(), evaluators()
+    merged = evaluator_lib.ConcurrentEvaluator(together)
+    for g, children in enumerate(batches):
+        keys = list(jax.random.split(jax.random.key(10 + g), 3))
+        got = merged.evaluate(children[:2] + [None] if g == 1 else children, keys)
+        for e, ev in enumerate(alone):
+            if g == 1 and e == 2:
+                assert got[e] is None  # An idle experiment: nothing run.
+                continue
+            np.testing.assert_allclose(got[e], ev.evaluate(children[e], keys[e]), rtol=1e-6)
+    for a, b in zip(alone, together, strict=True):
+        assert a.counters == b.counters
+        assert a.counters.fec_hits + a.counters.dedupe_hits > 0
+    assert min(got[e][-1] for e in range(3)) > 0.999

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from azjax import checkpoint, config
+from azjax import checkpoint, config, experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "run_search_experiment.py")
@@ -103,13 +103,18 @@ def test_script_reports_bad_flags_in_one_line(tmp_path):
     assert proc.returncode != 0 and "no_such_field" in proc.stderr
 
 
-def test_run_writes_outputs_and_kill_resume_is_exact(tmp_path):
+# parallel_experiments=2 with 3 experiments: two run together, the third refills a slot.
+PARALLEL = ["--config.parallel_experiments=2", "--config.max_experiments=3"]
+
+
+@pytest.mark.parametrize("extra", [[], PARALLEL], ids=["sequential", "parallel"])
+def test_run_writes_outputs_and_kill_resume_is_exact(tmp_path, extra):
     # Uninterrupted reference run.
-    ref = _run(tmp_path / "ref")
+    ref = _run(tmp_path / "ref", *extra)
     assert "Final evaluation fitness (on unseen data) = " in ref.stdout
     assert "def Predict():" in ref.stdout
     results = json.loads((tmp_path / "ref" / "results.json").read_text())
-    assert results["experiments"] == 2
+    assert results["experiments"] == (3 if extra else 2)
     for name in ("best_program.txt", "best_program.json", "log.jsonl", "config.json"):
         assert (tmp_path / "ref" / name).exists()
     events = [
@@ -125,6 +130,7 @@ def test_run_writes_outputs_and_kill_resume_is_exact(tmp_path):
         f"--config={DEMO}",
         f"--workdir={work}",
         *TINY,
+        *extra,
         "--config.checkpoint_every_secs=0",
     ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -140,7 +146,7 @@ def test_run_writes_outputs_and_kill_resume_is_exact(tmp_path):
     assert proc.poll() is None, "the run ended before it could be killed: make TINY longer"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    resumed = _run(work, "--config.checkpoint_every_secs=0")
+    resumed = _run(work, *extra, "--config.checkpoint_every_secs=0")
     assert "Resumed from" in resumed.stdout
     final = lambda out: [l for l in out.splitlines() if l.startswith("Final evaluation")]  # noqa: E731
     assert final(resumed.stdout) == final(ref.stdout)
@@ -165,3 +171,62 @@ def test_corrupt_or_mismatched_checkpoint_fails_clearly(tmp_path):
 def test_checkpoint_error_is_a_value_error():
     assert issubclass(checkpoint.CheckpointError, ValueError)
     assert np.isfinite(1.0)
+
+
+def _tiny_config(**overrides):
+    """TINY as an in-process config, with overrides."""
+    cfg = module_config("demo")
+    flat = dict(flag[len("--config.") :].split("=") for flag in TINY if "--config." in flag)
+    for path, value in {**flat, **overrides}.items():
+        *parents, leaf = path.split(".")
+        node = cfg
+        for name in parents:
+            node = node[name]
+        node[leaf] = type(node[leaf])(value)
+    return cfg
+
+
+def _experiment_events(workdir):
+    events = [json.loads(line) for line in (workdir / "log.jsonl").read_text().splitlines()]
+    return sorted(
+        (e["experiment"], e["search_fitness"], e["select_fitness"], e["individuals"])
+        for e in events
+        if e["event"] == "experiment"
+    )
+
+
+def test_parallel_experiments_are_the_experiments_run_one_by_one(tmp_path):
+    """Three experiments, one at a time or two at a time (merged VM calls, a slot refilled):
+    each experiment's search, candidate and select score are the same, and so is the result."""
+    results, events = {}, {}
+    for parallel in (1, 2):
+        exp = config.build(_tiny_config(parallel_experiments=parallel, max_experiments=3))
+        work = tmp_path / f"p{parallel}"
+        results[parallel] = experiment.run(exp, workdir=str(work), log=lambda line: None)
+        events[parallel] = _experiment_events(work)
+    assert [e[0] for e in events[2]] == [0, 1, 2]
+    assert events[1] == events[2]
+    assert results[1].final_fitness == results[2].final_fitness
+    assert results[1].individuals == results[2].individuals
+    assert results[1].counters == results[2].counters
+    assert results[2].experiments == 3
+
+
+def test_parallel_run_stops_at_the_first_sufficient_experiment(tmp_path):
+    """Once an experiment's select fitness is sufficient, the others are abandoned: no select
+    evaluation for them, but their individuals count."""
+    cfg = _tiny_config(parallel_experiments=3, max_experiments=0, sufficient_fitness=0.01)
+    lines = []
+    result = experiment.run(config.build(cfg), workdir=str(tmp_path), log=lines.append)
+    ended = _experiment_events(tmp_path)
+    assert len(ended) == 1 and ended[0][2] > 0.01
+    assert result.experiments == 3
+    assert result.individuals > ended[0][3]  # The abandoned ones' individuals are counted.
+    assert any(line.startswith("experiments=0-2, indivs=") for line in lines)
+
+
+def test_parallel_experiments_must_be_positive():
+    cfg = module_config("demo")
+    cfg.parallel_experiments = 0
+    with pytest.raises(config.ConfigError, match="parallel_experiments"):
+        config.build(cfg)
