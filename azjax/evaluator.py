@@ -150,6 +150,10 @@ def run_chunked(
     # Calls under MIN_LANES lanes per device cost their fixed overhead anyway: padding them up
     # saves the compiles of the smallest shapes (a cold demo run compiled 6 of them).
     smallest = _bucket(-(-MIN_LANES // info.num_tasks), config.chunk_size)
+    if task_ids is not None:
+        # Merged calls of concurrent experiments are large; fewer shapes (each costs a trace and
+        # a lowering in every process, even with the compile cache warm) beat tighter padding.
+        smallest = max(smallest, config.chunk_size // 4)
     sizes = [
         group.mesh.size * b
         for b in _chunk_sizes(P, group.mesh.size, config.chunk_size, smallest=smallest)

@@ -130,6 +130,19 @@ def _select_and_mutate(key, programs, ranks, *, config):
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
+def _propose_many(keys, programs, ranks, *, config):
+    """`propose` vmapped over E populations: keys `[E]`, programs `[E, P]`, ranks `[E, P]`."""
+
+    def one(key, programs, ranks):
+        key, k_children, k_eval = jax.random.split(key, 3)
+        if config.mode == "random":
+            return _random_children(k_children, config=config), k_eval, key
+        return _select_and_mutate(k_children, programs, ranks, config=config), k_eval, key
+
+    return jax.vmap(one)(keys, programs, ranks)
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
 def _initial_population(key, *, config):
     return generator.make_initial_population(
         key, config.initial_population, config.spec, config.sizes, config.population_size
@@ -152,15 +165,24 @@ def make_children(key, state: PopulationState, config: EvolutionConfig) -> Progr
 
 def step(state: PopulationState, evaluate, config: EvolutionConfig) -> PopulationState:
     """One generation: K children evaluated together replace the K oldest individuals."""
-    children, k_eval, key = propose(state, config)
+    ((children, k_eval, key),) = propose([state], config)
     return accept(state, children, evaluate(children, k_eval), key, config)
 
 
-def propose(state: PopulationState, config: EvolutionConfig):
-    """A generation's K children, the key to evaluate them with, and the population's next key
-    (`step` = this, an evaluation, then `accept`; concurrent experiments evaluate together)."""
-    key, k_children, k_eval = jax.random.split(state.key, 3)
-    return make_children(k_children, state, config), k_eval, key
+def propose(states, config: EvolutionConfig) -> list:
+    """For each population: its generation's K children (`make_children`), the key to evaluate
+    them with and the population's next key (`step` = this, an evaluation, then `accept`).
+    Several populations (concurrent experiments) share one device call; each gets exactly the
+    children it would get alone."""
+    keys = jnp.stack([s.key for s in states])
+    programs = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *(s.programs for s in states))
+    ranks = np.stack([fitness_ranks(s.fitness) for s in states])
+    children, k_evals, nexts = _propose_many(keys, programs, ranks, config=config)
+    children = _to_numpy(children)
+    return [
+        (jax.tree_util.tree_map(lambda x, e=e: x[e], children), k_evals[e], nexts[e])
+        for e in range(len(states))
+    ]
 
 
 def accept(state: PopulationState, children, fitness, key, config) -> PopulationState:

@@ -294,7 +294,10 @@ def _initialize(exp, state: RunState, new, together, seed) -> dict:
 def _step_together(exp, state: RunState, together, active) -> RunState:
     """One generation of every running experiment, their children evaluated together."""
     slots = list(state.slots)
-    proposals = {i: evolution.propose(slots[i].population, exp.evolution) for i in active}
+    # Idle slots propose too (their children are dropped): one compiled shape for any number of
+    # running experiments (each new count cost a trace and a compile of the vmapped mutation).
+    proposed = evolution.propose([s.population for s in slots], exp.evolution)
+    proposals = {i: proposed[i] for i in active}
     children = [proposals[i][0] if i in proposals else None for i in range(len(slots))]
     keys = [proposals[i][1] if i in proposals else None for i in range(len(slots))]
     fitness = together.evaluate(children, keys)

@@ -136,3 +136,20 @@ def test_short_demo_search_improves_fitness(groups):
     assert end["mean"] > start["mean"] + 0.02
     assert end["best"] >= start["best"]
     assert state.best_fitness >= end["best"]
+
+
+@pytest.mark.parametrize("mode", ["evolution", "random"])
+def test_proposals_for_several_populations_are_each_populations_own(groups, mode):
+    """`propose` on 3 populations at once (one vmapped call, concurrent experiments) gives each
+    the children `make_children` gives it alone, with the keys `step` threads."""
+    config = _config(12, 5, mode=mode)
+    states = [
+        evolution.init(jax.random.key(s), _evaluator(groups).evaluate, config) for s in (1, 2, 3)
+    ]
+    together = evolution.propose(states, config)
+    for state, (children, k_eval, key) in zip(states, together, strict=True):
+        expect_key, k_children, expect_eval = jax.random.split(state.key, 3)
+        alone = evolution.make_children(k_children, state, config)
+        jax.tree.map(np.testing.assert_array_equal, children, alone)
+        np.testing.assert_array_equal(jax.random.key_data(key), jax.random.key_data(expect_key))
+        np.testing.assert_array_equal(jax.random.key_data(k_eval), jax.random.key_data(expect_eval))
