@@ -18,6 +18,7 @@ so compiles stay few), each split over the devices of a 1-D mesh with `shard_map
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 from typing import NamedTuple
@@ -144,6 +145,14 @@ def run_chunked(
     seeds: uint32 `[P, T]`. task_ids: int `[P]` for a stacked group (`stack_groups`).
     Returns numpy arrays `[P, T]` (and `[P, T, n]` records).
     """
+    return dispatch_chunked(population, group, seeds, config=config, fec=fec, task_ids=task_ids)()
+
+
+def dispatch_chunked(
+    population: Program, group: TaskGroup, seeds, *, config, fec=False, task_ids=None
+):
+    """`run_chunked` without waiting: the VM calls are dispatched (JAX runs them asynchronously)
+    and the returned function waits for them and gives `run_chunked`'s result."""
     P, info = program_lib.population_size(population), group.info
     tasks = group.fec_tasks if fec else group.tasks
     epoch_size = config.fec_num_train if fec else info.epoch_size
@@ -176,12 +185,11 @@ def run_chunked(
         fec,
         task_ids is not None,
     )
-    starts = np.cumsum([0] + sizes)
-    outs = []
+    starts, outs = np.cumsum([0] + sizes), []
     for a, b in zip(starts[:-1], starts[1:], strict=True):
         chunk = jax.tree_util.tree_map(lambda x, a=a, b=b: x[a:b], args)
         outs.append(evaluate(chunk[0], tasks, *chunk[1:]))
-    return jax.tree_util.tree_map(
+    return lambda: jax.tree_util.tree_map(
         lambda *xs: np.concatenate([np.asarray(x) for x in xs])[:P], *outs
     )
 
@@ -505,11 +513,15 @@ def stack_groups(collections) -> list[TaskGroup]:
 
 class ConcurrentEvaluator:
     """Scores the children of E concurrent experiments, each with its own `SearchEvaluator`
-    (tasks, caches, counters), in merged VM calls: each request round of the evaluators' `steps`
-    runs as one `run_chunked` call on the stacked task sets. Every experiment gets the results
-    its own `evaluate` would give (lane seeds and tasks are per program); the calls are fewer and
-    larger, which is what the VM is fast at. One evaluator simply runs its own `evaluate`.
+    (tasks, caches, counters), in merged VM calls: the experiments' `steps` requests of one kind
+    run as one chunked call on the stacked task sets. Every experiment gets the results its own
+    `evaluate` would give (lane seeds and tasks are per program); the calls are fewer and larger,
+    which is what the VM is fast at. The experiments form `STREAMS` streams whose calls take
+    turns, so the host's work for one overlaps the VM's for another. One evaluator simply runs
+    its own `evaluate`.
     """
+
+    STREAMS = 2
 
     def __init__(self, evaluators):
         self.evaluators = list(evaluators)
@@ -536,18 +548,21 @@ class ConcurrentEvaluator:
                 results[e] = stop.value
                 pending.pop(e, None)
 
-        for e in list(steps):
-            advance(e, None)
-        while pending:
-            group, fec = min((r.group, r.fec) for r in pending.values())
-            slots = [e for e, r in pending.items() if (r.group, r.fec) == (group, fec)]
-            requests = [pending[e] for e in slots]
+        def dispatch(stream):
+            """Dispatches one merged call for the stream's pending requests of one kind;
+            returns the function that waits for it and advances those experiments (or None)."""
+            mine = {e: pending[e] for e in stream if e in pending}
+            if not mine:
+                return None
+            group, fec = min((r.group, r.fec) for r in mine.values())
+            slots = [e for e, r in mine.items() if (r.group, r.fec) == (group, fec)]
+            requests = [mine[e] for e in slots]
             sizes = [len(r.seeds) for r in requests]
             programs = jax.tree_util.tree_map(
                 lambda *xs: np.concatenate(xs), *(r.programs for r in requests)
             )
             order = by_length(programs)  # Each request is sorted; the merged batch is not.
-            result = run_chunked(
+            wait = dispatch_chunked(
                 program_lib.index(programs, order),
                 self.groups[group],
                 np.concatenate([r.seeds for r in requests])[order],
@@ -555,11 +570,30 @@ class ConcurrentEvaluator:
                 fec=fec,
                 task_ids=np.repeat(np.asarray(slots, np.int32), sizes)[order],
             )
-            inverse = np.argsort(order)
-            result = jax.tree_util.tree_map(lambda x, inv=inverse: x[inv], result)
-            starts = np.cumsum([0] + sizes)
-            for e, a, b in zip(slots, starts[:-1], starts[1:], strict=True):
-                advance(e, jax.tree_util.tree_map(lambda x, a=a, b=b: x[a:b], result))
+
+            def finish():
+                inverse = np.argsort(order)
+                result = jax.tree_util.tree_map(lambda x: x[inverse], wait())
+                starts = np.cumsum([0] + sizes)
+                for e, a, b in zip(slots, starts[:-1], starts[1:], strict=True):
+                    advance(e, jax.tree_util.tree_map(lambda x, a=a, b=b: x[a:b], result))
+
+            return finish
+
+        # Two streams of experiments take turns: while the VM runs one stream's call, the host
+        # does the other's work (pruning, hashing, caches), so host and VM time overlap.
+        streams = [list(steps)[i :: self.STREAMS] for i in range(self.STREAMS)]
+        queue = collections.deque()
+        for stream in streams:
+            for e in stream:
+                advance(e, None)
+            queue.append((stream, dispatch(stream)))
+        while queue:
+            stream, finish = queue.popleft()
+            if finish is None:
+                continue
+            finish()
+            queue.append((stream, dispatch(stream)))
         return results
 
 
@@ -599,10 +633,13 @@ def compact(programs: Program, spec: ProgramSpec) -> tuple[Program, np.ndarray]:
 
 
 def by_length(programs: Program) -> np.ndarray:
-    """The order that sorts programs by their components' live lengths (Setup's first), so a VM
-    chunk of neighbours stops near each one's last live slot."""
-    lengths = []
-    for c in program_lib.COMPONENTS:
-        live = np.asarray(getattr(programs, c).code)[..., 0] != 0
-        lengths.append(np.where(live, np.arange(1, live.shape[-1] + 1), 0).max(-1))
-    return np.lexsort(lengths[::-1])
+    """The order that sorts programs by their live lengths, so a VM chunk of neighbours stops
+    near each one's last live slot: by the per-example cost first (Predict runs in training and
+    validation, Learn in training: 2 x Predict + Learn), then by Setup (run once)."""
+    setup, predict, learn = (
+        np.where(live, np.arange(1, live.shape[-1] + 1), 0).max(-1)
+        for live in (
+            np.asarray(getattr(programs, c).code)[..., 0] != 0 for c in program_lib.COMPONENTS
+        )
+    )
+    return np.lexsort((setup, 2 * predict + learn))

@@ -165,8 +165,6 @@ def run(
                     for i, s in enumerate(state.slots)
                 )
             )
-            save(state, evaluators)
-            last_ckpt = time.time()
         now = time.time()
         for i in new:
             t_exp[i] = now
@@ -203,6 +201,8 @@ def run(
         if ending:
             continue  # Start the next experiments in the freed slots before stepping.
         state = _step_together(exp, state, together, active)
+        # Every iteration boundary is a consistent state (a resumed run continues exactly), so
+        # saving only every checkpoint_every_secs loses at most that much work.
         if time.time() - last_ckpt >= cfg["checkpoint_every_secs"]:
             save(state, evaluators)
             last_ckpt = time.time()
