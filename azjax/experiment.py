@@ -8,6 +8,9 @@ best individual of the final population is scored on the select tasks; the best 
 (later ones win ties) goes to the final evaluation on unseen tasks. Everything random flows from
 `random_seed` through `jax.random` keys, and the whole state is checkpointed atomically at
 generation boundaries, so a killed run resumes exactly.
+
+`parallel_experiments` = E > 1 runs E experiments at a time in lockstep (see `run`); E = 1 is the
+original's one after another.
 """
 
 from __future__ import annotations
