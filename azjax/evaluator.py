@@ -425,7 +425,7 @@ class SearchEvaluator:
         need = np.ones((U, T), bool)
         if cfg.fec_num_train:
             prints, stopped, fec_steps = yield from self._fingerprints(programs, counts)
-            keys = fec.hash_words(prints, seed=fec.FEC_SEED)  # One key per program: see __init__.
+            keys = fec.hash_rows(prints, seed=fec.FEC_SEED)  # One key per program: see __init__.
             hit, cached = self.fec.lookup(keys)
             need[hit] = False
             self.counters.fec_hits += int(hit.sum())

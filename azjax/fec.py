@@ -15,6 +15,7 @@ recorded train and valid errors are hashed too, so "stopped after 3 steps" never
 from __future__ import annotations
 
 import collections
+import functools
 
 import numpy as np
 
@@ -48,6 +49,36 @@ def hash_words(words, seed: int) -> np.ndarray:
         for j in range(words.shape[-1]):
             h = _fmix64(h ^ words[..., j]) + _GOLDEN
     return h
+
+
+HASH_CHAINS = 8  # Chains hashed side by side in `hash_rows`: few, short NumPy passes.
+
+
+def hash_rows(words, seed: int) -> np.ndarray:
+    """Like `hash_words` (uint64 `[..., W]` -> `[...]`), in a few NumPy passes however long W.
+
+    `hash_words` chains words one NumPy pass each; here each word is first XORed with a key for
+    its position, the row (zero-padded) is cut into `HASH_CHAINS` chains hashed side by side,
+    and their hashes are summed mod 2^64 and hashed again with W. Every step is a bijection in
+    any single word, so changing one word still always changes the hash.
+    """
+    words = np.asarray(words, np.uint64)
+    num_words = words.shape[-1]
+    length = -(-num_words // HASH_CHAINS)
+    pad = np.zeros(words.shape[:-1] + (HASH_CHAINS * length - num_words,), np.uint64)
+    chains = np.concatenate([words, pad], -1).reshape(words.shape[:-1] + (HASH_CHAINS, length))
+    chains ^= _position_keys((HASH_CHAINS, length), seed)
+    total = hash_words(chains, seed=seed).sum(-1, dtype=np.uint64)  # Wraps silently.
+    return hash_words(np.stack([total, np.full_like(total, num_words)], -1), seed=seed)
+
+
+@functools.lru_cache(maxsize=16)
+def _position_keys(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """Distinct pseudo-random uint64 keys, one per word position: uint64 `shape`."""
+    positions = np.arange(np.prod(shape), dtype=np.uint64).reshape(shape + (1,))
+    keys = hash_words(positions, seed=~seed & 2**64 - 1)
+    keys.flags.writeable = False
+    return keys
 
 
 def _error_words(errors: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -125,7 +156,7 @@ def fingerprint(
         ],
         axis=-1,
     )
-    return hash_words(words, seed=FEC_SEED)
+    return hash_rows(words, seed=FEC_SEED)
 
 
 def unique_misses(hashes, hit) -> tuple[np.ndarray, np.ndarray]:

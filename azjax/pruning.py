@@ -46,7 +46,7 @@ from typing import NamedTuple
 import numpy as np
 
 from azjax import ops as ops_lib
-from azjax.fec import hash_words
+from azjax.fec import hash_rows
 from azjax.program import (
     COMPONENTS,
     FEATURES_VECTOR,
@@ -84,7 +84,6 @@ _CONSTS_USED = np.array(
 # Arbitrary, fixed: hashes are stored in checkpoints (a change to the hashing only costs the
 # structural cache of a resumed run its hits: old keys never match again).
 _HASH_SEED = 0x5EED_0F_A21A7
-_HASH_CHAINS = 8  # Independent hash chains per program (`_hash_rows`): few, short NumPy passes.
 
 # A live set is a bitmask over all addresses: bit s_a = a, v_a = S + a, m_a = S + V + a, stored
 # in W = ceil((S + V + M) / 64) uint64 words. Arrays of sets are [..., P] when W == 1 (every spec
@@ -323,37 +322,12 @@ def program_hashes(population: Program, *, train_counts=None) -> np.ndarray:
                 f"train_counts must have shape {lead} or {lead} + (G,), got {counts.shape}"
             )
         parts.append(_flatten(_flatten(counts.astype("<u8"), lead).view("<u4"), lead))
-    num_halves = sum(x.shape[-1] for x in parts)
-    num_words = -(-num_halves // 2)
-    chain_length = -(-num_words // _HASH_CHAINS)
-    parts.append(np.zeros(lead + (2 * _HASH_CHAINS * chain_length - num_halves,), "<u4"))
+    parts.append(np.zeros(lead + (sum(x.shape[-1] for x in parts) % 2,), "<u4"))
     words = np.concatenate(parts, axis=-1).view("<u8").astype(np.uint64, copy=False)
-    hashes = _hash_rows(words.reshape(lead + (_HASH_CHAINS, chain_length)), num_words)
+    hashes = hash_rows(words, seed=_HASH_SEED)
     return hashes if batched else np.asarray(hashes)
 
 
 def _flatten(x: np.ndarray, lead: tuple[int, ...]) -> np.ndarray:
     """Reshapes x [*lead, ...] to [*lead, n] (also when lead holds a 0)."""
     return x.reshape(lead + (int(np.prod(x.shape[len(lead) :])),))
-
-
-def _hash_rows(words: np.ndarray, num_words: int) -> np.ndarray:
-    """uint64 [..., C, n] (W = num_words words, then zeros) -> [...]: C short hash chains.
-
-    `hash_words` chains words one NumPy pass each; here each word is first XORed with a key for
-    its position, the C = _HASH_CHAINS rows of n words are chained side by side, and their
-    hashes are summed mod 2^64 and hashed again with W. Every step is a bijection in any single
-    word, so changing one word still always changes the hash.
-    """
-    words ^= _position_keys(words.shape[-2:])
-    total = hash_words(words, seed=_HASH_SEED).sum(-1, dtype=np.uint64)  # Wraps silently.
-    return hash_words(np.stack([total, np.full_like(total, num_words)], -1), seed=_HASH_SEED)
-
-
-@functools.lru_cache(maxsize=16)
-def _position_keys(shape: tuple[int, ...]) -> np.ndarray:
-    """Distinct pseudo-random uint64 keys, one per word position: uint64 `shape`."""
-    positions = np.arange(np.prod(shape), dtype=np.uint64).reshape(shape + (1,))
-    keys = hash_words(positions, seed=~_HASH_SEED & 2**64 - 1)
-    keys.flags.writeable = False
-    return keys

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from azjax.fec import FECCache, fingerprint, hash_words, unique_misses
+from azjax.fec import FECCache, fingerprint, hash_rows, hash_words, unique_misses
 
 
 def find(cache, key):
@@ -156,7 +156,7 @@ def test_fingerprint_shape_and_determinism():
     assert len(set(h.ravel().tolist())) == 6
     # Pinned: hashes are stored in checkpoints, so the function must not drift.
     one = fingerprint(np.ones((1, 1, 2), np.float32), np.zeros((1, 1, 1), np.float32), [5], [3])
-    assert int(one[0, 0]) == 0x5E54C760DC63D148
+    assert int(one[0, 0]) == 0x9807BC88B91267EC  # Since checkpoint format 3 (fec.hash_rows).
 
 
 def test_fingerprint_sensitivity():
@@ -222,12 +222,17 @@ def test_fingerprint_per_task_train_counts_and_errors():
         fingerprint(tr[0], va, [10] * 3, [0, 1])
 
 
-def test_hash_words_single_word_changes_always_differ():
+@pytest.mark.parametrize("num_words", [8, 21])
+@pytest.mark.parametrize("hash_fn", [hash_words, hash_rows])
+def test_hashes_of_single_word_changes_always_differ(hash_fn, num_words):
     rng = np.random.default_rng(5)
-    words = rng.integers(0, 2**63, (1, 8), dtype=np.uint64)
-    variants = np.repeat(words, 64 * 8, axis=0)
-    for j in range(8):
+    words = rng.integers(0, 2**63, (1, num_words), dtype=np.uint64)
+    variants = np.repeat(words, 64 * num_words, axis=0)
+    for j in range(num_words):
         for bit in range(64):
             variants[j * 64 + bit, j] ^= np.uint64(1) << np.uint64(bit)
-    hashes = hash_words(np.concatenate([words, variants]), seed=1)
-    assert len(set(hashes.tolist())) == 1 + 64 * 8
+    hashes = hash_fn(np.concatenate([words, variants]), seed=1)
+    assert len(set(hashes.tolist())) == 1 + 64 * num_words
+    # A row and the same row with zero words appended differ (the length is hashed).
+    longer = np.concatenate([words, np.zeros((1, 3), np.uint64)], -1)
+    assert hash_fn(words, seed=1)[0] != hash_fn(longer, seed=1)[0]
