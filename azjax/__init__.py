@@ -11,11 +11,13 @@ from azjax.config import build as build_experiment
 from azjax.config import default_config, task_config
 from azjax.evaluation import evaluate_lanes, flip_and_squash
 from azjax.evaluator import (
+    ConcurrentEvaluator,
     EvaluatorConfig,
     SearchEvaluator,
     place_collection,
     run_chunked,
     score,
+    stack_groups,
 )
 from azjax.evolution import EvolutionConfig, PopulationState
 from azjax.evolution import init as init_population
@@ -86,6 +88,8 @@ __all__ = [
     "prune",
     "random_algorithm",
     "run_chunked",
+    "stack_groups",
+    "ConcurrentEvaluator",
     "run_experiment",
     "save_program",
     "score",
