@@ -290,6 +290,14 @@ def _score_steps(population: Program, groups, key, *, baseline, factor: float):
     return np.concatenate(fitness, axis=1), np.concatenate(steps, axis=1)
 
 
+class Prepared(NamedTuple):
+    """`SearchEvaluator.prepare`'s output for K children."""
+
+    counts: np.ndarray  # int [K, G]: training examples per task group (0 = over the budget).
+    programs: Program  # [K]: pruned when dedupe is on, else the children.
+    hashes: np.ndarray | None  # uint64 [K]: structural hashes of the pruned programs.
+
+
 @dataclasses.dataclass
 class Counters:
     """What each work-avoidance stage saved, and `train_steps`: the training steps the original
@@ -360,23 +368,34 @@ class SearchEvaluator:
         """Combined fitness `[K]` of K children (numpy). The key is consumed."""
         return drive(self.steps(children, key), self.groups, self.config)
 
-    def steps(self, children: Program, key):
-        """`evaluate` as a generator of `VMRequest`s (see `drive`, `ConcurrentEvaluator`)."""
-        cfg, K = self.config, program_lib.population_size(children)
-        self.counters.children += K
+    def prepare(self, children: Program) -> Prepared:
+        """The per-child work that needs no cache: train counts, and with dedupe the pruned
+        programs and their structural hashes. `ConcurrentEvaluator` does it once for all
+        experiments' children (they share config, baseline and task shapes)."""
+        cfg = self.config
         counts = np.stack(
             [train_counts(children, g, self.baseline, cfg.budget_factor) for g in self.groups], 1
         )
+        if not cfg.dedupe:
+            return Prepared(counts, children, None)
+        pruned = pruning.prune(children, cfg.spec)
+        return Prepared(counts, pruned, pruning.program_hashes(pruned, train_counts=counts))
+
+    def steps(self, children: Program, key, prepared: Prepared | None = None):
+        """`evaluate` as a generator of `VMRequest`s (see `drive`, `ConcurrentEvaluator`);
+        `prepared`: `prepare(children)` when the caller has it."""
+        cfg, K = self.config, program_lib.population_size(children)
+        counts, programs, hashes = self.prepare(children) if prepared is None else prepared
+        self.counters.children += K
         fitness = np.zeros(K)
         todo = np.flatnonzero(counts.sum(1) > 0)
         self.counters.budget_rejected += K - todo.size
         self.counters.train_steps += (K - todo.size) * self.num_tasks * cfg.fec_num_train
         if todo.size == 0:
             return fitness
-        candidates = program_lib.index(children, todo)
+        candidates = program_lib.index(programs, todo)
         if cfg.dedupe:
-            candidates = pruning.prune(candidates, cfg.spec)
-            hashes = pruning.program_hashes(candidates, train_counts=counts[todo])
+            hashes = hashes[todo]
             hit, cached = self.structural.lookup(hashes)
             fitness[todo[hit]] = cached[hit]
             first, inverse = fec.unique_misses(hashes, hit)
@@ -534,10 +553,23 @@ class ConcurrentEvaluator:
         if len(self.evaluators) == 1:
             return [None if children[0] is None else self.evaluators[0].evaluate(*children, *keys)]
         results = [None] * len(self.evaluators)
+        running = [e for e, c in enumerate(children) if c is not None]
+        if not running:
+            return results
+        # The cache-free per-child work, once for all experiments' children (NumPy does large
+        # batches for much less per child than 32 small ones).
+        merged = jax.tree_util.tree_map(
+            lambda *xs: np.concatenate(xs), *(children[e] for e in running)
+        )
+        prepared = self.evaluators[running[0]].prepare(merged)
+        starts = np.cumsum([0] + [program_lib.population_size(children[e]) for e in running])
         steps = {
-            e: self.evaluators[e].steps(c, k)
-            for e, (c, k) in enumerate(zip(children, keys, strict=True))
-            if c is not None
+            e: self.evaluators[e].steps(
+                children[e],
+                keys[e],
+                jax.tree_util.tree_map(lambda x, a=a, b=b: x[a:b], prepared),
+            )
+            for e, a, b in zip(running, starts[:-1], starts[1:], strict=True)
         }
         pending = {}
 
