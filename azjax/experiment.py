@@ -155,7 +155,7 @@ def run(
     stop_at = float(cfg["stop_search_at_fitness"])
     max_steps = int(cfg["max_train_steps"])
     while not bool(state.done):
-        state, evaluators, new = _start_experiments(exp, state, evaluators, log)
+        state, evaluators, new = _start_experiments(exp, state, evaluators)
         if new or together is None:
             together = evaluator_lib.ConcurrentEvaluator(
                 [ev or _placeholder_evaluator(exp, exp_tasks=True) for ev in evaluators]
@@ -261,7 +261,7 @@ def _fresh_state(exp, seed) -> RunState:
     )
 
 
-def _start_experiments(exp, state: RunState, evaluators, log):
+def _start_experiments(exp, state: RunState, evaluators):
     """Starts the next experiments in idle slots (while max_experiments allows); returns the
     state, the evaluators and the slots started (their populations still to be initialized)."""
     cap = int(exp.config["max_experiments"])
