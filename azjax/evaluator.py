@@ -185,10 +185,7 @@ def dispatch_chunked(
         fec,
         task_ids is not None,
     )
-    starts, outs = np.cumsum([0] + sizes), []
-    for a, b in zip(starts[:-1], starts[1:], strict=True):
-        chunk = jax.tree_util.tree_map(lambda x, a=a, b=b: x[a:b], args)
-        outs.append(evaluate(chunk[0], tasks, *chunk[1:]))
+    outs = [evaluate(chunk[0], tasks, *chunk[1:]) for chunk in _split(args, sizes)]
     return lambda: jax.tree_util.tree_map(
         lambda *xs: np.concatenate([np.asarray(x) for x in xs])[:P], *outs
     )
@@ -558,18 +555,11 @@ class ConcurrentEvaluator:
             return results
         # The cache-free per-child work, once for all experiments' children (NumPy does large
         # batches for much less per child than 32 small ones).
-        merged = jax.tree_util.tree_map(
-            lambda *xs: np.concatenate(xs), *(children[e] for e in running)
-        )
-        prepared = self.evaluators[running[0]].prepare(merged)
-        starts = np.cumsum([0] + [program_lib.population_size(children[e]) for e in running])
+        prepared = self.evaluators[running[0]].prepare(_concatenate([children[e] for e in running]))
+        sizes = [program_lib.population_size(children[e]) for e in running]
         steps = {
-            e: self.evaluators[e].steps(
-                children[e],
-                keys[e],
-                jax.tree_util.tree_map(lambda x, a=a, b=b: x[a:b], prepared),
-            )
-            for e, a, b in zip(running, starts[:-1], starts[1:], strict=True)
+            e: self.evaluators[e].steps(children[e], keys[e], part)
+            for e, part in zip(running, _split(prepared, sizes), strict=True)
         }
         pending = {}
 
@@ -590,9 +580,7 @@ class ConcurrentEvaluator:
             slots = [e for e, r in mine.items() if (r.group, r.fec) == (group, fec)]
             requests = [mine[e] for e in slots]
             sizes = [len(r.seeds) for r in requests]
-            programs = jax.tree_util.tree_map(
-                lambda *xs: np.concatenate(xs), *(r.programs for r in requests)
-            )
+            programs = _concatenate([r.programs for r in requests])
             order = by_length(programs)  # Each request is sorted; the merged batch is not.
             wait = dispatch_chunked(
                 program_lib.index(programs, order),
@@ -606,9 +594,8 @@ class ConcurrentEvaluator:
             def finish():
                 inverse = np.argsort(order)
                 result = jax.tree_util.tree_map(lambda x: x[inverse], wait())
-                starts = np.cumsum([0] + sizes)
-                for e, a, b in zip(slots, starts[:-1], starts[1:], strict=True):
-                    advance(e, jax.tree_util.tree_map(lambda x, a=a, b=b: x[a:b], result))
+                for e, part in zip(slots, _split(result, sizes), strict=True):
+                    advance(e, part)
 
             return finish
 
@@ -627,6 +614,20 @@ class ConcurrentEvaluator:
             finish()
             queue.append((stream, dispatch(stream)))
         return results
+
+
+def _concatenate(trees):
+    """Pytrees of numpy arrays concatenated along their leading axis."""
+    return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *trees)
+
+
+def _split(tree, sizes) -> list:
+    """The inverse of `_concatenate`: consecutive leading-axis pieces of the given sizes."""
+    starts = np.cumsum([0] + list(sizes))
+    return [
+        jax.tree_util.tree_map(lambda x, a=a, b=b: x[a:b], tree)
+        for a, b in zip(starts[:-1], starts[1:], strict=True)
+    ]
 
 
 _RANDOM_OPS = np.array([op.is_random for op in ops_lib.OPS])

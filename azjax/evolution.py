@@ -223,7 +223,11 @@ def best_of_population(state: PopulationState) -> tuple[Program, float]:
 
 def population_stats(state: PopulationState) -> dict[str, float]:
     """mean, stdev (population, as the original) and best fitness of the current population."""
-    f = state.fitness
+    return fitness_stats(state.fitness)
+
+
+def fitness_stats(f: np.ndarray) -> dict[str, float]:
+    """`population_stats` of any fitness array (e.g. several populations' together)."""
     return {
         "mean": float(f.mean()),
         "stdev": float(np.sqrt(max(f.var(), 0.0))),

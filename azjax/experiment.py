@@ -401,8 +401,9 @@ def _print_progress(log, emit, state: RunState, evaluators, t_start):
     """A progress line over the running experiments: their individuals, the fitness statistics
     of their populations together, and their work-avoidance counters summed."""
     running = [i for i, s in enumerate(state.slots) if int(s.experiment) >= 0]
-    fitness = np.concatenate([state.slots[i].population.fitness for i in running])
-    f = evolution.population_stats(state.slots[running[0]].population._replace(fitness=fitness))
+    f = evolution.fitness_stats(
+        np.concatenate([state.slots[i].population.fitness for i in running])
+    )
     counters = {
         k: sum(evaluators[i].counters.as_dict()[k] for i in running) for k in _COUNTER_FIELDS
     }
