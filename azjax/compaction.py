@@ -8,8 +8,8 @@ Capacities. A group is computed in rounds of `capacity` programs (a static bound
 serves every population): `for_each_round` runs ceil(count / capacity) rounds, where `count` is the
 slot's number of listed programs, a run-time value. So no lane is ever dropped, whatever the
 population (all programs using the group at one slot costs ceil(P / capacity) rounds), and a slot
-where no program uses the group costs nothing. Lists are over programs, not lanes: the T lanes of
-a program (b = p * T + t) share its code, so a list entry expands to T contiguous lanes.
+where no program uses the group costs nothing. Lists are over programs: the VM's lanes are
+`[T, P]`, so gathering the listed programs along the last axis takes all T tasks of each.
 """
 
 from __future__ import annotations
@@ -43,22 +43,13 @@ def capacity(num_programs: int, fraction: float) -> int:
     return max(1, min(num_programs, math.ceil(num_programs * fraction)))
 
 
-def round_lanes(lists_row, r, cap: int, num_tasks: int) -> jax.Array:
-    """Lanes of round r: int32 `[cap * T]`; padding entries point past the last lane.
+def for_each_round(lists_row, cap: int, fn, init):
+    """`init = fn(programs, init)` for each round of the slot's listed programs; returns it.
 
-    `lists_row` is a `program_lists` row without its count; rounds start below the count <= P and
-    the row holds 2 P >= P + cap entries, so each listed program is in exactly one round.
-    """
-    progs = jax.lax.dynamic_slice_in_dim(lists_row, r * cap, cap)
-    lanes = progs[:, None] * num_tasks + jnp.arange(num_tasks, dtype=jnp.int32)[None]
-    return lanes.reshape(-1)
-
-
-def for_each_round(lists_row, cap: int, num_tasks: int, fn, init):
-    """`init = fn(lanes, init)` for each round of the slot's listed programs; returns it.
-
-    `lists_row` is one slot's row of `program_lists` (`[2 P + 1]`); `fn` maps the round's lanes
-    `[cap * T]` and the carry to the new carry.
+    `lists_row` is one slot's row of `program_lists` (`[2 P + 1]`); `fn` maps the round's
+    programs `[cap]` (padding entries point past the last program) and the carry to the new
+    carry. Rounds start below the count <= P and the row holds 2 P >= P + cap entries, so each
+    listed program is in exactly one round.
     """
     count = lists_row[-1]
     lists = lists_row[:-1]
@@ -68,16 +59,24 @@ def for_each_round(lists_row, cap: int, num_tasks: int, fn, init):
 
     def body(carry):
         r, x = carry
-        return r + 1, fn(round_lanes(lists, r, cap, num_tasks), x)
+        return r + 1, fn(jax.lax.dynamic_slice_in_dim(lists, r * cap, cap), x)
 
     return jax.lax.while_loop(cond, body, (jnp.int32(0), init))[1]
 
 
-def gather(x: jax.Array, lanes: jax.Array) -> jax.Array:
-    """x[..., lanes] (lanes last); out-of-range lanes read the last lane (their results drop)."""
-    return jnp.take(x, lanes, axis=-1, mode="clip")
+# Both work on x viewed as 2-D `[rest, P]`: XLA:CPU's gather and scatter move the indexed axis
+# first, and with the leading axes kept apart the values were laid out with a minor axis of T
+# or 1, which took the fused computation of a compacted group out of SIMD (about 4x slower).
 
 
-def scatter(x: jax.Array, lanes: jax.Array, values: jax.Array) -> jax.Array:
-    """x with x[..., lanes] = values; out-of-range lanes are dropped."""
-    return x.at[..., lanes].set(values, mode="drop")
+def gather(x: jax.Array, programs: jax.Array) -> jax.Array:
+    """x[..., programs] (programs last); out-of-range entries read the last program (their
+    results drop)."""
+    rows = jnp.take(x.reshape(-1, x.shape[-1]), programs, axis=1, mode="clip")
+    return rows.reshape(x.shape[:-1] + programs.shape)
+
+
+def scatter(x: jax.Array, programs: jax.Array, values: jax.Array) -> jax.Array:
+    """x with x[..., programs] = values; out-of-range entries are dropped."""
+    rows = values.reshape(-1, programs.shape[0])
+    return x.reshape(-1, x.shape[-1]).at[:, programs].set(rows, mode="drop").reshape(x.shape)

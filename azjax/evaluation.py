@@ -88,10 +88,10 @@ def evaluate_lanes(
     num_epochs = N // epoch_size
     dtype = tasks.x_train.dtype
     plans = {c: vm_plan.plan_component(spec, c) for c in program_lib.COMPONENTS}
-    decs = {c: decode_fn(plans[c], getattr(population, c), T) for c in program_lib.COMPONENTS}
+    decs = {c: decode_fn(plans[c], getattr(population, c)) for c in program_lib.COMPONENTS}
     slots = {c: vm_plan.num_live_slots(getattr(population, c)) for c in program_lib.COMPONENTS}
-    seeds = jnp.asarray(seeds, jnp.uint32).reshape(-1)
-    B = P * T
+    seeds = jnp.asarray(seeds, jnp.uint32).T  # Lanes [T, P] (see azjax.vm).
+    lanes = (T, P)
     classify = eval_type == ACCURACY
 
     def run(c, mem, call):
@@ -141,9 +141,9 @@ def evaluate_lanes(
         (mem, stopped, steps, call), train_err = jax.lax.scan(
             train_step, (mem, stopped, steps, call), (xs, ys)
         )
-        zero = jnp.zeros((B,), dtype)
+        zero = jnp.zeros(lanes, dtype)
         (mem, loss, bad, call), valid_err = jax.lax.scan(
-            valid_step, (mem, zero, jnp.zeros((B,), bool), call), (x_va, y_va)
+            valid_step, (mem, zero, jnp.zeros(lanes, bool), call), (x_va, y_va)
         )
         if classify:
             fit = 1.0 - loss / Ev
@@ -155,32 +155,30 @@ def evaluate_lanes(
             valid_err = jnp.where(stopped[None], jnp.nan, valid_err)
         return (mem, stopped, steps, best, call), (train_err, valid_err)
 
-    mem = vm.zeros_memory(spec, F, B, dtype)
+    mem = vm.zeros_memory(spec, F, lanes, dtype)
     mem = run("setup", mem, jnp.int32(0))
-    lanes = lambda dt: jnp.zeros((B,), dt)  # noqa: E731
-    init = (mem, lanes(bool), lanes(jnp.int32), lanes(dtype), jnp.int32(1))
+    zeros = lambda dt: jnp.zeros(lanes, dt)  # noqa: E731
+    init = (mem, zeros(bool), zeros(jnp.int32), zeros(dtype), jnp.int32(1))
     split = lambda a: a.reshape((num_epochs, epoch_size) + a.shape[1:])  # noqa: E731
     (_, _, steps, best, _), (train_err, valid_err) = jax.lax.scan(
         epoch, init, (split(x_tr), split(y_tr))
     )
-    fitness, steps = best.reshape(P, T), steps.reshape(P, T)
+    fitness, steps = best.T, steps.T
     if not record:
         return LaneResult(fitness, None, None, steps)
-    to_pt = lambda e: jnp.moveaxis(e.reshape((-1, P, T)), 0, -1)  # noqa: E731
+    to_pt = lambda e: jnp.transpose(e.reshape((-1, T, P)), (2, 1, 0))  # noqa: E731
     return LaneResult(fitness, to_pt(train_err), to_pt(valid_err[0]), steps)
 
 
 def _lanes_examples(a, num_programs, task_ids=None):
-    """`[T, n, ...]` task data to per-example lane arrays `[n, ..., P * T]`; with `task_ids`
+    """`[T, n, ...]` task data to per-example lane arrays `[n, ..., T, P]`; with `task_ids`
     `[P]`, `[E, T, n, ...]` data of which program p reads set `task_ids[p]`."""
     if task_ids is not None:
         a = jnp.moveaxis(a[task_ids], 2, 0)  # [n, P, T, ...]
-        a = jnp.moveaxis(a, (1, 2), (-2, -1))  # [n, ..., P, T]
-        return a.reshape(a.shape[:-2] + (-1,))
+        return jnp.moveaxis(a, (1, 2), (-1, -2))  # [n, ..., T, P]
     a = jnp.moveaxis(a, 1, 0)  # [n, T, ...]
-    a = jnp.moveaxis(a, 1, -1)  # [n, ..., T]
-    shape = a.shape[:-1] + (num_programs, a.shape[-1])
-    return jnp.broadcast_to(a[..., None, :], shape).reshape(a.shape[:-1] + (-1,))
+    a = jnp.moveaxis(a, 1, -1)[..., None]  # [n, ..., T, 1]
+    return jnp.broadcast_to(a, a.shape[:-1] + (num_programs,))
 
 
 def lane_seeds(key, num_programs: int, num_tasks: int) -> np.ndarray:

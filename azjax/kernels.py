@@ -1,7 +1,8 @@
 """JAX kernels of the 65 ops in the VM's lane-last layout.
 
-Shapes: a scalar operand is `[B]`, a vector `[F, B]`, a matrix `[F, F, B]` (B lanes, one per
-(program, task) pair, last so that every kernel is elementwise SIMD over lanes). Each kernel maps an
+Shapes: a scalar operand is `[*lanes]`, a vector `[F, *lanes]`, a matrix `[F, F, *lanes]` (the
+lane axes, one lane per (task, program) pair, last so that every kernel is elementwise SIMD over
+lanes; the VM's lanes are `[T, P]`). Each kernel maps an
 `Operands` view to its result, of its output kind's shape. Semantics are the original's
 (REFERENCE.md §2.3; `azjax.reference` is the readable spec), raw IEEE: nothing is guarded.
 
@@ -25,8 +26,8 @@ class Operands:
     """Operands of one instruction for all lanes; random draws are built lazily, once per trace.
 
     `s`, `v`, `m` map an operand name ('a', 'b', or 'o' = the output's old value, for partial
-    writes) to the selected bank entry. `c` holds the three constants `[B]` and `key` the lanes'
-    draw keys `[B]` (uint32) for random ops.
+    writes) to the selected bank entry. `c` holds the three constants `[*lanes]` (None where the
+    component has none) and `key` the lanes' draw keys `[*lanes]` (uint32) for random ops.
     """
 
     def __init__(self, *, feature_size, s, v, m, c, key, dtype):
@@ -43,7 +44,8 @@ class Operands:
                 key, element = self.key, jnp.uint32(0)
             else:
                 shape = (F,) * (kind - 1)
-                element = jnp.arange(F ** (kind - 1), dtype=jnp.uint32).reshape(shape + (1,))
+                element = jnp.arange(F ** (kind - 1), dtype=jnp.uint32)
+                element = element.reshape(shape + (1,) * self.key.ndim)
                 key = self.key.reshape((1,) * len(shape) + self.key.shape)
             u = rng.uniform01(key, element, xp=jnp, dtype=jnp.float32)
             self._draws["u", kind] = u.astype(self.dtype)
@@ -59,6 +61,15 @@ class Operands:
 
 def _sum(terms):
     return functools.reduce(jnp.add, terms)
+
+
+def _total(x, axes):
+    """Sum over `axes` as unrolled elementwise adds (first axis first), never a reduce: XLA:CPU
+    turns a reduce over F into a library (YNNPACK) call per slot, ~5x slower than a fused add
+    chain at these sizes, with a summation order that depends on the compiled shape."""
+    for ax in sorted(axes, reverse=True):
+        x = _sum(jnp.take(x, i, axis=ax) for i in range(x.shape[ax]))
+    return x
 
 
 def _matvec(m, v, F):  # [F, F, B] x [F, B] -> [F, B]
@@ -85,8 +96,8 @@ def _std(x, axes):  # one-pass population std, as the original
     n = 1
     for ax in axes:
         n *= x.shape[ax]
-    mean = jnp.sum(x, axis=axes) / n
-    return jnp.sqrt(jnp.sum(x * x, axis=axes) / n - mean * mean)
+    mean = _total(x, axes) / n
+    return jnp.sqrt(_total(x * x, axes) / n - mean * mean)
 
 
 def _index(fraction, F):
@@ -94,14 +105,18 @@ def _index(fraction, F):
     return jnp.clip((F * fraction).astype(jnp.int32), 0, F - 1)
 
 
+def _positions(o: Operands, shape):
+    """jnp.arange(F) laid out along `shape` (e.g. (F, 1): matrix rows), ones over the lanes."""
+    return jnp.arange(o.F).reshape(shape + (1,) * o.c[0].ndim)
+
+
 def _vector_const_set(o: Operands):
-    rows = jnp.arange(o.F)[:, None]
+    rows = _positions(o, (o.F,))
     return jnp.where(rows == _index(o.c[0], o.F)[None], o.c[1][None], o.v["o"])
 
 
 def _matrix_const_set(o: Operands):
-    rows = jnp.arange(o.F)[:, None, None]
-    cols = jnp.arange(o.F)[None, :, None]
+    rows, cols = _positions(o, (o.F, 1)), _positions(o, (1, o.F))
     hit = (rows == _index(o.c[0], o.F)) & (cols == _index(o.c[1], o.F))
     return jnp.where(hit, o.c[2], o.m["o"])
 
@@ -151,22 +166,22 @@ KERNELS: dict[int, Callable[[Operands], jax.Array]] = {
     18: lambda o: o.s["a"][None] * o.v["b"],
     19: lambda o: jnp.broadcast_to(o.s["a"][None], (o.F,) + o.s["a"].shape),
     20: lambda o: 1 / o.v["a"],
-    21: lambda o: jnp.sqrt(jnp.sum(o.v["a"] * o.v["a"], axis=0)),
+    21: lambda o: jnp.sqrt(_total(o.v["a"] * o.v["a"], (0,))),
     22: lambda o: jnp.abs(o.v["a"]),
     23: lambda o: o.v["a"] + o.v["b"],
     24: lambda o: o.v["a"] - o.v["b"],
     25: lambda o: o.v["a"] * o.v["b"],
     26: lambda o: o.v["a"] / o.v["b"],
-    27: lambda o: jnp.sum(o.v["a"] * o.v["b"], axis=0),
+    27: lambda o: _total(o.v["a"] * o.v["b"], (0,)),
     28: lambda o: o.v["a"][:, None] * o.v["b"][None, :],
     29: lambda o: o.s["a"][None, None] * o.m["b"],
     30: lambda o: 1 / o.m["a"],
     31: lambda o: _matvec(o.m["a"], o.v["b"], o.F),
     32: lambda o: jnp.broadcast_to(o.v["a"][:, None], (o.F,) + o.v["a"].shape),
     33: lambda o: jnp.broadcast_to(o.v["a"][None, :], (o.F,) + o.v["a"].shape),
-    34: lambda o: jnp.sqrt(jnp.sum(o.m["a"] * o.m["a"], axis=(0, 1))),
-    35: lambda o: jnp.sqrt(jnp.sum(o.m["a"] * o.m["a"], axis=0)),
-    36: lambda o: jnp.sqrt(jnp.sum(o.m["a"] * o.m["a"], axis=1)),
+    34: lambda o: jnp.sqrt(_total(o.m["a"] * o.m["a"], (0, 1))),
+    35: lambda o: jnp.sqrt(_total(o.m["a"] * o.m["a"], (0,))),
+    36: lambda o: jnp.sqrt(_total(o.m["a"] * o.m["a"], (1,))),
     37: lambda o: jnp.swapaxes(o.m["a"], 0, 1),
     38: lambda o: jnp.abs(o.m["a"]),
     39: lambda o: o.m["a"] + o.m["b"],
@@ -180,9 +195,9 @@ KERNELS: dict[int, Callable[[Operands], jax.Array]] = {
     47: lambda o: _max(o.s["a"], o.s["b"]),
     48: lambda o: _max(o.v["a"], o.v["b"]),
     49: lambda o: jnp.where(o.m["a"] > o.m["b"], o.m["a"], o.m["b"]),  # a loop, not std::max
-    50: lambda o: jnp.mean(o.v["a"], axis=0),
-    51: lambda o: jnp.mean(o.m["a"], axis=(0, 1)),
-    52: lambda o: jnp.mean(o.m["a"], axis=1),
+    50: lambda o: _total(o.v["a"], (0,)) / o.F,
+    51: lambda o: _total(o.m["a"], (0, 1)) / (o.F * o.F),
+    52: lambda o: _total(o.m["a"], (1,)) / o.F,
     53: lambda o: _std(o.m["a"], (1,)),
     54: lambda o: _std(o.v["a"], (0,)),
     55: lambda o: _std(o.m["a"], (0, 1)),

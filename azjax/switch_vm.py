@@ -23,12 +23,12 @@ from azjax.vm_plan import ComponentPlan
 _BANKS = {ops_lib.Kind.SCALAR: 0, ops_lib.Kind.VECTOR: 1, ops_lib.Kind.MATRIX: 2}
 
 
-def decode(plan: ComponentPlan, component: Component, num_tasks: int) -> dict[str, jax.Array]:
-    """Raw per-slot fields `[L, B]`: op, in1, in2, out and the constants."""
+def decode(plan: ComponentPlan, component: Component) -> dict[str, jax.Array]:
+    """Raw per-slot program fields `[L, P]`: op, in1, in2, out and the constants."""
     code, consts = jnp.asarray(component.code), jnp.asarray(component.consts)
     fields = {"op": code[..., 0], "in1": code[..., 1], "in2": code[..., 2], "out": code[..., 3]}
     fields.update({f"c{j}": consts[..., j] for j in range(ops_lib.NUM_CONSTS)})
-    return {k: jnp.repeat(v.T, num_tasks, axis=1) for k, v in fields.items()}
+    return {k: v.T for k, v in fields.items()}
 
 
 def _branch(op_id: int, feature_size: int):
@@ -44,7 +44,7 @@ def _branch(op_id: int, feature_size: int):
                 reads[_BANKS[kind]][role] = banks[_BANKS[kind]][addr]
         out_bank = _BANKS[spec.out]
         reads[out_bank]["o"] = banks[out_bank][ins["out"]]
-        consts = tuple(ins[f"c{j}"][None] for j in range(ops_lib.NUM_CONSTS))
+        consts = tuple(ins[f"c{j}"].reshape(1, 1) for j in range(ops_lib.NUM_CONSTS))
         o = Operands(
             feature_size=feature_size,
             s=reads[0],
@@ -72,17 +72,21 @@ def run_component(
     branches = [_branch(i, feature_size) for i in valid]
 
     def one_lane(banks, dec_lane, seed):
-        # A lane's banks get a trailing lane axis of size 1, so the shared kernels apply unchanged.
-        banks = tuple(b[..., None] for b in banks)  # [S, 1], [V, F, 1], [M, F, F, 1]
+        # A lane's banks get trailing lane axes of size 1, so the shared kernels apply unchanged.
+        banks = tuple(b[..., None, None] for b in banks)  # [S, 1, 1], [V, F, 1, 1], ...
 
         def body(i, banks):
             ins = {k: v[i] for k, v in dec_lane.items()}
-            key = rng.draw_key(seed[None], call, i, xp=jnp)
+            key = rng.draw_key(seed.reshape(1, 1), call, i, xp=jnp)
             return jax.lax.switch(position[ins["op"]], branches, banks, ins, key)
 
         upper = dec_lane["op"].shape[0] if num_slots is None else num_slots
-        return tuple(b[..., 0] for b in jax.lax.fori_loop(0, upper, body, banks))
+        return tuple(b[..., 0, 0] for b in jax.lax.fori_loop(0, upper, body, banks))
 
-    stacked = tuple(jnp.stack(bank) for bank in mem)  # [S, B], [V, F, B], [M, F, F, B]
-    out = jax.vmap(one_lane, in_axes=(-1, -1, 0), out_axes=-1)(stacked, dec, seeds)
-    return Memory(*(tuple(bank) for bank in out))
+    # Flat lanes b = t * P + p: [S, T * P], [V, F, T * P], [M, F, F, T * P].
+    T, P = seeds.shape
+    stacked = tuple(jnp.stack(bank) for bank in mem)
+    stacked = tuple(x.reshape(x.shape[:-2] + (T * P,)) for x in stacked)
+    dec = {k: jnp.tile(v, (1, T)) for k, v in dec.items()}
+    out = jax.vmap(one_lane, in_axes=(-1, -1, 0), out_axes=-1)(stacked, dec, seeds.reshape(-1))
+    return Memory(*(tuple(x.reshape(x.shape[:-1] + (T, P))) for x in out))

@@ -1,15 +1,18 @@
 """The batched VM: runs one component function of many programs on many memories at once.
 
 Layout and tricks follow what the prototype measured (VM_DESIGN.md §3-§6, design "c1"):
-- Lanes. Lane b is one (program, task) pair; every per-lane array has the lane axis LAST, so each
-  kernel is elementwise SIMD over lanes.
-- Memory is a `Memory` of Python tuples of separate arrays (s_k `[B]`, v_k `[F, B]`,
-  m_k `[F, F, B]`), never one stacked array: stacking made XLA recompute candidates per entry.
+- Lanes. A lane is one (task, program) pair; every per-lane array ends in the two lane axes
+  `[T, P]`, programs LAST, so each kernel is elementwise SIMD over programs, and whatever is per
+  program (the decoded instruction fields, constants, write targets) is a `[P]` array that
+  broadcasts over the tasks inside the fused kernels. Decoding per lane instead (`[T * P]`) made
+  the decode's slices and loop-carried copies about 40% of a slot's memory traffic.
+- Memory is a `Memory` of Python tuples of separate arrays (s_k `[T, P]`, v_k `[F, T, P]`,
+  m_k `[F, F, T, P]`), never one stacked array: stacking made XLA recompute candidates per entry.
 - Specialised op table. A `ComponentPlan` holds only the ops allowed in that component; per
   instruction the VM computes the candidate result of each allowed op, grouped by output kind, and
   picks one per kind with `select_n` (never by multiplying with one-hot masks, which turns inf into
   NaN in other lanes).
-- Decode once per call, outside all loops (`azjax.vm_plan`): one packed `[L, NF, B]` array.
+- Decode once per call, outside all loops (`azjax.vm_plan`): one packed `[L, NF, P]` array.
 - `fori_loop` over slots with a deferred write (the previous slot's result is written at the start
   of the next iteration, so it is materialised once) and a carried decode (slot i+1's fields are
   sliced in iteration i, keeping dynamic slices out of the big fusion).
@@ -53,38 +56,39 @@ Kind = ops_lib.Kind
 
 
 class Memory(NamedTuple):
-    """VM memory for B lanes: scalars S x `[B]`, vectors V x `[F, B]`, matrices M x `[F, F, B]`."""
+    """VM memory for lanes `[T, P]`: scalars S x `[T, P]`, vectors V x `[F, T, P]`, matrices
+    M x `[F, F, T, P]`."""
 
     scalars: tuple[jax.Array, ...]
     vectors: tuple[jax.Array, ...]
     matrices: tuple[jax.Array, ...]
 
 
-def zeros_memory(spec: ProgramSpec, feature_size: int, num_lanes: int, dtype=jnp.float32) -> Memory:
-    F, B = feature_size, num_lanes
+def zeros_memory(spec: ProgramSpec, feature_size: int, lanes: tuple[int, int], dtype=jnp.float32):
+    """A zeroed `Memory` for lanes `(T, P)`."""
+    F = feature_size
     return Memory(
-        tuple(jnp.zeros((B,), dtype) for _ in range(spec.num_scalars)),
-        tuple(jnp.zeros((F, B), dtype) for _ in range(spec.num_vectors)),
-        tuple(jnp.zeros((F, F, B), dtype) for _ in range(spec.num_matrices)),
+        tuple(jnp.zeros(lanes, dtype) for _ in range(spec.num_scalars)),
+        tuple(jnp.zeros((F, *lanes), dtype) for _ in range(spec.num_vectors)),
+        tuple(jnp.zeros((F, F, *lanes), dtype) for _ in range(spec.num_matrices)),
     )
 
 
 def memory_to_lanes(scalars, vectors, matrices) -> Memory:
-    """From program-major arrays `[B, S]`, `[B, V, F]`, `[B, M, F, F]` to the lane-last `Memory`."""
+    """From program-major arrays `[P, S]`, `[P, V, F]`, `[P, M, F, F]` (one memory per program)
+    to the lane-last `Memory` of lanes `(1, P)`."""
+    lanes = lambda x: jnp.moveaxis(x, 0, -1)[..., None, :]  # noqa: E731  [P, ...] -> [..., 1, P]
     return Memory(
-        tuple(scalars[:, k] for k in range(scalars.shape[1])),
-        tuple(vectors[:, k].T for k in range(vectors.shape[1])),
-        tuple(jnp.moveaxis(matrices[:, k], 0, -1) for k in range(matrices.shape[1])),
+        tuple(lanes(scalars[:, k]) for k in range(scalars.shape[1])),
+        tuple(lanes(vectors[:, k]) for k in range(vectors.shape[1])),
+        tuple(lanes(matrices[:, k]) for k in range(matrices.shape[1])),
     )
 
 
 def memory_from_lanes(mem: Memory) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The inverse of `memory_to_lanes`."""
-    return (
-        jnp.stack(mem.scalars, axis=1),
-        jnp.stack([v.T for v in mem.vectors], axis=1),
-        jnp.stack([jnp.moveaxis(m, -1, 0) for m in mem.matrices], axis=1),
-    )
+    programs = lambda x: jnp.moveaxis(x[..., 0, :], -1, 0)  # noqa: E731
+    return tuple(jnp.stack([programs(x) for x in bank], axis=1) for bank in mem)
 
 
 def _select(index, bank):
@@ -94,9 +98,10 @@ def _select(index, bank):
     return jax.lax.select_n(jnp.broadcast_to(index, bank[0].shape), *bank)
 
 
-def _compute(group: OpGroup, banks: dict, cur: dict, key, feature_size: int, dtype):
+def _compute(group: OpGroup, banks: dict, cur: dict, key, lanes, feature_size: int, dtype):
     """The result of the current instruction for the group's ops, one array per output kind
-    (None where the group has no op of that kind). `banks` maps 's', 'v', 'm' to bank tuples."""
+    (None where the group has no op of that kind). `banks` maps 's', 'v', 'm' to bank tuples of
+    lanes `lanes` = (T, P); `cur` holds the per-program fields `[P]`."""
     reads = {"s": {}, "v": {}, "m": {}}
     for bank, role in group.operands:
         reads[bank][role] = _select(cur[f"{bank}{role}"], banks[bank])
@@ -105,7 +110,7 @@ def _compute(group: OpGroup, banks: dict, cur: dict, key, feature_size: int, dty
         s=reads["s"],
         v=reads["v"],
         m=reads["m"],
-        c=tuple(cur.get(name) for name in CONSTS),
+        c=tuple(None if name not in cur else jnp.broadcast_to(cur[name], lanes) for name in CONSTS),
         key=key,
         dtype=dtype,
     )
@@ -145,14 +150,14 @@ def run_component(
     """Runs the slots of one component in every lane; returns the new memory.
 
     Args:
-      dec: `decode` output.
-      seeds: uint32 `[B]` lane seeds for the random ops; `call`: int32 scalar call number.
+      mem: lanes `(T, P)`; dec: `decode` output for the P programs.
+      seeds: uint32 `[T, P]` lane seeds for the random ops; `call`: int32 scalar call number.
       num_slots: optional traced int32 bound (`num_live_slots`); slots past it must be NO_OPs.
     """
     if not plan.out_kinds:
         return mem
     fields, lists = dec
-    L, _, B = fields.shape
+    L = fields.shape[0]
     names = field_names(plan)
     dtype = mem.scalars[0].dtype
     targets_of = lambda d: tuple(d.get(f"w_{BANK[k]}") for k in KINDS)  # noqa: E731
@@ -161,7 +166,7 @@ def run_component(
         banks = {"s": mem.scalars, "v": mem.vectors, "m": mem.matrices}
         d = unpack(plan, cur)
         key = rng.draw_key(seeds, call, i, xp=jnp) if plan.dense.has_random else None
-        new = _compute(plan.dense, banks, d, key, feature_size, dtype)
+        new = _compute(plan.dense, banks, d, key, mem.scalars[0].shape, feature_size, dtype)
         # Kinds produced by compacted ops only start from zeros (other lanes do not write them).
         new = tuple(
             jnp.zeros_like(bank[0]) if n is None and g else n
@@ -201,32 +206,34 @@ def _shapes_like(plan: ComponentPlan, mem: Memory):
 
 def _run_group(g: OpGroup, banks, cur, row, new, names, i, seeds, call, feature_size, dtype):
     """Computes group g on the lanes of its listed programs (in rounds) and scatters the results
-    into `new`. `cur`: this slot's packed fields `[NF, B]`; `row`: its `program_lists` row."""
-    P = (row.shape[0] - 1) // 2
-    T = cur.shape[-1] // P
+    into `new`. `cur`: this slot's packed fields `[NF, P]`; `row`: its `program_lists` row."""
+    P = cur.shape[-1]
     wanted = {f"{b}{r}" for b, r in g.operands} | {sel_name(g, k) for k in KINDS}
     wanted |= set(CONSTS) if g.has_consts else set()
     sub_names = tuple(n for n in names if n in wanted)
     sub_fields = cur[np.asarray([names.index(n) for n in sub_names])]
     used_banks = {b for b, _ in g.operands}
 
-    def one_round(lanes, new):
-        d = unpack(None, compaction.gather(sub_fields, lanes), sub_names)
+    def one_round(programs, new):
+        d = unpack(None, compaction.gather(sub_fields, programs), sub_names)
         sub_banks = {
-            b: tuple(compaction.gather(x, lanes) for x in banks[b]) if b in used_banks else ()
+            b: tuple(compaction.gather(x, programs) for x in banks[b]) if b in used_banks else ()
             for b in "svm"
         }
         key = (
-            rng.draw_key(compaction.gather(seeds, lanes), call, i, xp=jnp) if g.has_random else None
+            rng.draw_key(compaction.gather(seeds, programs), call, i, xp=jnp)
+            if g.has_random
+            else None
         )
-        vals = _compute(g, sub_banks, d, key, feature_size, dtype)
+        lanes = (banks["s"][0].shape[0], programs.shape[0])
+        vals = _compute(g, sub_banks, d, key, lanes, feature_size, dtype)
         return tuple(
-            n if v is None else compaction.scatter(n, lanes, v)
+            n if v is None else compaction.scatter(n, programs, v)
             for n, v in zip(new, vals, strict=True)
         )
 
     cap = compaction.capacity(P, g.fraction)
-    return compaction.for_each_round(row, cap, T, one_round, new)
+    return compaction.for_each_round(row, cap, one_round, new)
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "component", "compact"))
@@ -252,7 +259,8 @@ def execute_component(
     """
     plan = plan_component(spec, component, compact)
     mem = memory_to_lanes(scalars, vectors, matrices)
-    dec = decode(plan, programs, 1)
+    dec = decode(plan, programs)
+    seeds = jnp.asarray(seeds, jnp.uint32)[None]
     mem = run_component(plan, mem, dec, seeds=seeds, call=call, feature_size=vectors.shape[-1])
     return memory_from_lanes(mem)
 
@@ -269,12 +277,12 @@ def execute_component_single(
     )
     plan = plan_component(spec, component)
     mem = memory_to_lanes(*batched[1:])
-    dec = decode(plan, batched[0], 1)
+    dec = decode(plan, batched[0])
     mem = run_component(
         plan,
         mem,
         dec,
-        seeds=jnp.asarray(seed, jnp.uint32)[None],
+        seeds=jnp.asarray(seed, jnp.uint32).reshape(1, 1),
         call=call,
         feature_size=vectors.shape[-1],
     )

@@ -3,7 +3,7 @@
 `plan_component` groups a component's allowed ops (`ComponentPlan`): a dense group computed on
 every lane and the compacted groups of `COMPACT_GROUPS` (design c2, `azjax.compaction`).
 `decode` turns a population's component into what the slot loop reads: one packed int32 array
-`[L, NF, B]` of per-slot lane fields (one dynamic slice per slot; one slice per field cost a
+`[L, NF, P]` of per-slot program fields (one dynamic slice per slot; one slice per field cost a
 thunk each on XLA:CPU), plus the compacted groups' per-slot program lists. `azjax.vm` runs them.
 """
 
@@ -143,17 +143,17 @@ def field_names(plan: ComponentPlan) -> tuple[str, ...]:
 
 
 class Decoded(NamedTuple):
-    """`decode`'s output. fields: int32 `[L, NF, B]`; lists: int32 `[L, G, 2 P + 1]`, per slot
+    """`decode`'s output. fields: int32 `[L, NF, P]`; lists: int32 `[L, G, 2 P + 1]`, per slot
     and compacted group the `azjax.compaction.program_lists` row (None without groups)."""
 
     fields: jax.Array
     lists: jax.Array | None
 
 
-def decode(plan: ComponentPlan, component: Component, num_tasks: int) -> Decoded:
-    """Per-slot fields of a population's component, packed: int32 `[L, NF, B]`, lanes
-    b = p * num_tasks + t, fields in `field_names(plan)` order (constants bitcast to int32), and
-    the compacted groups' program lists.
+def decode(plan: ComponentPlan, component: Component) -> Decoded:
+    """Per-slot fields of a population's component, packed: int32 `[L, NF, P]`, fields in
+    `field_names(plan)` order (constants bitcast to int32), and the compacted groups' program
+    lists. Fields are per program: the VM broadcasts them over the tasks.
 
     One packed array keeps the slot loop to one dynamic slice per step (one slice per field
     cost a thunk each on XLA:CPU). `component.code` is `[P, L, 4]`; padding rows are NO_OPs.
@@ -179,8 +179,7 @@ def decode(plan: ComponentPlan, component: Component, num_tasks: int) -> Decoded
         for j, name in enumerate(CONSTS):
             dec[name] = jax.lax.bitcast_convert_type(consts[..., j], jnp.int32)
     packed = jnp.stack([dec[name].astype(jnp.int32) for name in field_names(plan)], axis=-1)
-    # [P, L, NF] -> [L, NF, P * T]: slot-major, lanes last.
-    packed = jnp.repeat(jnp.transpose(packed, (1, 2, 0)), num_tasks, axis=2)
+    packed = jnp.transpose(packed, (1, 2, 0))  # [P, L, NF] -> [L, NF, P]: slot-major.
     lists = None
     if plan.compact:
         member = [jnp.isin(op, jnp.asarray(sum(g.kinds, ()))) for g in plan.compact]
@@ -189,7 +188,7 @@ def decode(plan: ComponentPlan, component: Component, num_tasks: int) -> Decoded
 
 
 def unpack(plan: ComponentPlan, cur: jax.Array, names=None) -> dict[str, jax.Array]:
-    """One slot's packed fields `[NF, B]` as a dict of `[B]` arrays (constants as float32).
+    """One slot's packed fields `[NF, P]` as a dict of `[P]` arrays (constants as float32).
 
     `names`: the fields `cur` holds, in order (default: all of `field_names(plan)`).
     """

@@ -26,34 +26,34 @@ def test_capacity(P, fraction, want):
 
 @jax.jit
 def _visit(lists_row, x):
-    """Adds 1 to every lane each round visits; cap = 2 programs, T = 3 tasks."""
+    """Adds 1 to every lane of the programs each round visits; cap = 2 programs."""
 
-    def fn(lanes, x):
-        return compaction.scatter(x, lanes, compaction.gather(x, lanes) + 1)
+    def fn(programs, x):
+        return compaction.scatter(x, programs, compaction.gather(x, programs) + 1)
 
-    return compaction.for_each_round(lists_row, 2, 3, fn, x)
+    return compaction.for_each_round(lists_row, 2, fn, x)
 
 
 @pytest.mark.parametrize("members", [[], [2], [0, 3], [0, 1, 4], [0, 1, 2, 3, 4]])
 def test_rounds_visit_every_listed_lane_and_no_other(members):
-    """Any count, also above the capacity (several rounds): every lane of a listed program is
-    visited exactly once, others never. Lanes b = p * T + t, T = 3."""
+    """Any count, also above the capacity (several rounds): every lane of a listed program (all
+    T tasks) is visited exactly once, others never. Lanes `[T, P]`, T = 3."""
     P, T = 5, 3
     member = np.zeros((P, 1), bool)
     member[members, 0] = True
     row = compaction.program_lists(jnp.asarray(member))[0]
-    x = jnp.zeros((2, P * T), jnp.float32)  # A leading axis: lanes are last.
+    x = jnp.zeros((2, T, P), jnp.float32)  # A leading axis: lanes are last.
     got = np.asarray(_visit(row, x))
-    want = np.zeros((2, P, T), np.float32)
-    want[:, members] = 1
-    np.testing.assert_array_equal(got, want.reshape(2, P * T))
+    want = np.zeros((2, T, P), np.float32)
+    want[..., members] = 1
+    np.testing.assert_array_equal(got, want)
 
 
-def test_gather_clips_and_scatter_drops_out_of_range_lanes():
+def test_gather_clips_and_scatter_drops_out_of_range_programs():
     x = jnp.arange(12, dtype=jnp.float32).reshape(2, 6)
-    lanes = jnp.asarray([4, 1, 9], jnp.int32)
-    np.testing.assert_array_equal(compaction.gather(x, lanes), [[4, 1, 5], [10, 7, 11]])
-    out = compaction.scatter(x, lanes, -jnp.ones((2, 3)))
+    programs = jnp.asarray([4, 1, 9], jnp.int32)
+    np.testing.assert_array_equal(compaction.gather(x, programs), [[4, 1, 5], [10, 7, 11]])
+    out = compaction.scatter(x, programs, -jnp.ones((2, 3)))
     want = np.arange(12, dtype=np.float32).reshape(2, 6)
     want[:, [4, 1]] = -1
     np.testing.assert_array_equal(out, want)
