@@ -273,8 +273,8 @@ def _score_steps(population: Program, groups, key, *, baseline, factor: float):
     """`_score` as a generator of `VMRequest`s (see `drive`)."""
     P = program_lib.population_size(population)
     fitness, steps = [], []
-    for j, (group, k) in enumerate(zip(groups, jax.random.split(key, len(groups)), strict=True)):
-        seeds = evaluation.lane_seeds(k, P, group.info.num_tasks)
+    for j, group in enumerate(groups):
+        seeds = evaluation.lane_seeds(key, P, group.info.num_tasks, stream=j)
         counts = train_counts(population, group, baseline, factor)
         fit = np.zeros((P, group.info.num_tasks))
         done = np.zeros((P, group.info.num_tasks), np.int64)

@@ -139,7 +139,8 @@ def _propose_many(keys, programs, ranks, *, config):
             return _random_children(k_children, config=config), k_eval, key
         return _select_and_mutate(k_children, programs, ranks, config=config), k_eval, key
 
-    return jax.vmap(one)(keys, programs, ranks)
+    children, k_evals, nexts = jax.vmap(one)(keys, programs, ranks)
+    return children, jax.random.key_data(k_evals), jax.random.key_data(nexts)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
@@ -177,10 +178,12 @@ def propose(states, config: EvolutionConfig) -> list:
     keys = jnp.stack([s.key for s in states])
     programs = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *(s.programs for s in states))
     ranks = np.stack([fitness_ranks(s.fitness) for s in states])
-    children, k_evals, nexts = _propose_many(keys, programs, ranks, config=config)
-    children = _to_numpy(children)
+    children, k_evals, nexts = _to_numpy(_propose_many(keys, programs, ranks, config=config))
+    # Keys rebuilt from host words: indexing a device array of typed keys is an eager dispatch
+    # (~0.25 ms each, two per population and generation).
+    wrap = functools.partial(jax.random.wrap_key_data, impl=jax.random.key_impl(keys))
     return [
-        (jax.tree_util.tree_map(lambda x, e=e: x[e], children), k_evals[e], nexts[e])
+        (jax.tree_util.tree_map(lambda x, e=e: x[e], children), wrap(k_evals[e]), wrap(nexts[e]))
         for e in range(len(states))
     ]
 

@@ -603,3 +603,14 @@ def test_concurrent_evaluator_gives_each_experiment_its_own_results_and_counters
         assert a.counters == b.counters
         assert a.counters.fec_hits + a.counters.dedupe_hits > 0
     assert min(got[e][-1] for e in range(3)) > 0.999
+
+
+def test_lane_seeds_are_distinct_per_lane_and_stream_and_repeatable():
+    key = jax.random.key(5)
+    seeds = evaluation.lane_seeds(key, 40, 3)
+    assert seeds.shape == (40, 3) and seeds.dtype == np.uint32
+    assert len(np.unique(seeds)) == seeds.size
+    np.testing.assert_array_equal(seeds, evaluation.lane_seeds(key, 40, 3))
+    other = evaluation.lane_seeds(key, 40, 3, stream=1)
+    assert not np.isin(other, seeds).any()
+    assert not np.isin(evaluation.lane_seeds(jax.random.key(6), 40, 3), seeds).any()
