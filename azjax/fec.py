@@ -195,7 +195,9 @@ class FECCache:
             raise ValueError(f"FEC forget_every must be 0 (never) or > 1, got {forget_every}")
         self.cache_size = int(cache_size)
         self.forget_every = int(forget_every)
-        self._entries: collections.OrderedDict[int, list] = collections.OrderedDict()
+        # hash -> (fitness, count): tuples of numbers, which Python's cyclic GC stops tracking
+        # (a list per entry made every full collection walk millions of them).
+        self._entries: collections.OrderedDict[int, tuple] = collections.OrderedDict()
         self.hits = self.misses = self.evictions = self.forgets = 0
 
     def __len__(self) -> int:
@@ -206,13 +208,15 @@ class FECCache:
 
     def _hit(self, key: int, entry: list) -> float:
         """Counts a hit on `entry` (cached under `key`): most recently used, forget rule."""
-        self._entries.move_to_end(key)  # The end is the most recently used.
-        entry[1] += 1
-        if self.forget_every and entry[1] >= self.forget_every:
+        value, count = entry[0], entry[1] + 1
+        if self.forget_every and count >= self.forget_every:
             del self._entries[key]
             self.forgets += 1
+        else:
+            self._entries[key] = (value, count)
+            self._entries.move_to_end(key)  # The end is the most recently used.
         self.hits += 1
-        return entry[0]
+        return value
 
     def lookup(self, hashes) -> tuple[np.ndarray, np.ndarray]:
         """Looks up uint64 [K] in order. Returns (hit bool [K], fitness float64 [K]; 0 on miss)."""
@@ -241,12 +245,12 @@ class FECCache:
                     self._hit(key, entry)
                 else:  # Forgotten by an earlier repeat: the sequential run would re-evaluate.
                     self.misses += 1
-                    entries[key] = [value, 1]
+                    entries[key] = (value, 1)
                 continue
             if key in entries:
                 raise ValueError(f"insert: hash {key:#018x} is already cached (look it up first)")
             fresh.add(key)
-            entries[key] = [value, 1]
+            entries[key] = (value, 1)
         for _ in range(len(entries) - self.cache_size):
             entries.popitem(last=False)
             self.evictions += 1
@@ -282,7 +286,7 @@ class FECCache:
         fitness = np.asarray(arrays["fitness"], np.float64)[:size].tolist()
         counts = np.asarray(arrays["counts"], np.int64)[:size].tolist()
         cache._entries = collections.OrderedDict(
-            (k, [f, c]) for k, f, c in zip(keys, fitness, counts, strict=True)
+            (k, (f, c)) for k, f, c in zip(keys, fitness, counts, strict=True)
         )
         if len(cache._entries) != size:
             raise ValueError("FEC state: duplicate keys")
