@@ -72,11 +72,11 @@ def _total(x, axes):
     return x
 
 
-def _matvec(m, v, F):  # [F, F, B] x [F, B] -> [F, B]
+def _matvec(m, v, F):  # [F, F, *lanes] x [F, *lanes] -> [F, *lanes]
     return _sum(m[:, j] * v[j] for j in range(F))
 
 
-def _matmul(a, b, F):  # [F, F, B] x [F, F, B] -> [F, F, B]
+def _matmul(a, b, F):  # [F, F, *lanes] x [F, F, *lanes] -> [F, F, *lanes]
     return _sum(a[:, k, None] * b[None, k] for k in range(F))
 
 
