@@ -206,7 +206,7 @@ class FECCache:
     def __contains__(self, key) -> bool:
         return int(key) in self._entries
 
-    def _hit(self, key: int, entry: list) -> float:
+    def _hit(self, key: int, entry: tuple) -> float:
         """Counts a hit on `entry` (cached under `key`): most recently used, forget rule."""
         value, count = entry[0], entry[1] + 1
         if self.forget_every and count >= self.forget_every:
