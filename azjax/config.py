@@ -106,7 +106,7 @@ def default_config() -> config_dict.ConfigDict:
     # Output and runtime.
     c.progress_every = 10000
     c.checkpoint_every_secs = 30.0
-    c.chunk_size = 256
+    c.chunk_size = 256  # Programs per device and VM call at most (evaluator.programs_per_call).
     return c
 
 

@@ -534,6 +534,23 @@ def test_chunk_sizes_cover_every_program_with_few_padded_calls(num_devices):
     assert evaluator_lib._chunk_sizes(3, 2, 256, smallest=8) == [8]
 
 
+def test_programs_per_call_caps_lanes_by_memory():
+    """The demo's memory keeps 256 programs per call; larger memories get fewer, as a power of
+    2; chunk_size still caps it; one program is the floor."""
+
+    def per_call(s, v, m, num_tasks, feature_size, chunk_size=256):
+        spec = ProgramSpec(s, v, m)
+        config = evaluator_lib.EvaluatorConfig(spec=spec, chunk_size=chunk_size)
+        return evaluator_lib.programs_per_call(config, num_tasks, feature_size)
+
+    assert per_call(4, 3, 1, 10, 4) == 256  # The demo: 32 floats per lane.
+    assert per_call(4, 3, 2, 10, 4) == 128  # The full-op-set benchmark: 48.
+    assert per_call(5, 9, 2, 1, 4) == 256  # The nonlinear config: 73 floats, 1 task.
+    assert per_call(20, 20, 20, 1, 16) == 16  # Projected binary at F = 16: 5,460 floats.
+    assert per_call(4, 3, 1, 10, 4, chunk_size=100) == 100
+    assert per_call(20, 20, 20, 100, 32) == 1
+
+
 def _seeded_groups(seed):
     spec = dataclasses.replace(LINEAR_TASKS, param_seeds=(seed,), data_seeds=(seed + 7,))
     return evaluator_lib.place_collection(
