@@ -549,6 +549,18 @@ def _single_vmap(spec, component, programs, s, v, m, seeds, call):
     return jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None))(programs, s, v, m, seeds, call)
 
 
+def _assert_one_at_a_time_equal(batched, comp, memory, seeds, call, lanes):
+    """Each of `lanes`, run alone through the jitted single-program path, equals its batched
+    result bit for bit."""
+    for p in lanes:
+        one = Component(comp.code[p], comp.consts[p], comp.length[p])
+        single = _single_jit(
+            SPEC_RAND, "setup", one, *(x[p] for x in memory), jnp.uint32(seeds[p]), jnp.int32(call)
+        )
+        for x, y in zip(batched, single, strict=True):
+            np.testing.assert_array_equal(x[p], np.asarray(y), err_msg=f"lane {p}")
+
+
 def _paths_inputs(drop_shape_dependent):
     """Random programs (lanes 0-7: MOMENTS_PROGRAM), memories and seeds at F = 8."""
     comp = random_population(0).setup
@@ -578,13 +590,8 @@ def test_batched_and_single_paths_agree_bitwise():
     vmapped = _single_vmap(SPEC_RAND, "setup", comp, *memory, seeds, jnp.int32(call))
     for x, y in zip(batched, vmapped, strict=True):
         np.testing.assert_array_equal(x, np.asarray(y))
-    for p in list(range(8)) + list(np.flatnonzero(has_random)[8:24]):
-        one = Component(comp.code[p], comp.consts[p], comp.length[p])
-        single = _single_jit(
-            SPEC_RAND, "setup", one, *(x[p] for x in memory), jnp.uint32(seeds[p]), jnp.int32(call)
-        )
-        for x, y in zip(batched, single, strict=True):
-            np.testing.assert_array_equal(x[p], np.asarray(y), err_msg=f"lane {p}")
+    lanes = list(range(8)) + list(np.flatnonzero(has_random)[8:24])
+    _assert_one_at_a_time_equal(batched, comp, memory, seeds, call, lanes)
     # The draws depend on the seed and the call number.
     for other in (
         run_vm(SPEC_RAND, "setup", comp, memory, seeds + 1, call),
@@ -612,13 +619,7 @@ def test_vmapped_single_path_agrees_bitwise_with_every_op():
 def test_batched_and_one_at_a_time_paths_agree_bitwise_with_shape_dependent_ops():
     comp, memory, seeds = _paths_inputs(drop_shape_dependent=False)
     batched = run_vm(SPEC_RAND, "setup", comp, memory, seeds, 5)
-    for p in range(64):
-        one = Component(comp.code[p], comp.consts[p], comp.length[p])
-        single = _single_jit(
-            SPEC_RAND, "setup", one, *(x[p] for x in memory), jnp.uint32(seeds[p]), jnp.int32(5)
-        )
-        for x, y in zip(batched, single, strict=True):
-            np.testing.assert_array_equal(x[p], np.asarray(y), err_msg=f"lane {p}")
+    _assert_one_at_a_time_equal(batched, comp, memory, seeds, 5, range(64))
 
 
 # ------------------------------------------------------------------------------------------------
