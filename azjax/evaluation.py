@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from azjax import kernels, rng, switch_vm, vm, vm_plan
 from azjax import program as program_lib
-from azjax import rng, switch_vm, vm, vm_plan
 from azjax.program import Program, ProgramSpec
 from azjax.tasks import TaskSet
 
@@ -46,7 +46,7 @@ class LaneResult(NamedTuple):
 
 def flip_and_squash(rmse):
     """The original's regression fitness 1 - (2/pi) atan(rmse); 0 for NaN/inf (§4.4)."""
-    fit = 1.0 - (2.0 / math.pi) * jnp.arctan(rmse)
+    fit = 1.0 - (2.0 / math.pi) * kernels.atan(rmse)  # Not jnp.arctan: see vm.COMPILER_OPTIONS.
     return jnp.where(jnp.isfinite(rmse), fit, 0.0)
 
 

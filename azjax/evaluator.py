@@ -28,7 +28,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from azjax import budget as budget_lib
-from azjax import evaluation, fec, program_io, pruning, runtime
+from azjax import evaluation, fec, program_io, pruning, runtime, vm
 from azjax import ops as ops_lib
 from azjax import program as program_lib
 from azjax.program import Program, ProgramSpec
@@ -149,7 +149,8 @@ def _sharded_evaluate(mesh: Mesh, spec, eval_type, epoch_size, max_abs_error, re
     split, whole = PartitionSpec(runtime.PROGRAMS_AXIS), PartitionSpec()
     in_specs = (split, whole, split) + ((split,) if stacked else ())
     return jax.jit(
-        jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=split, check_vma=False)
+        jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=split, check_vma=False),
+        compiler_options=vm.COMPILER_OPTIONS,
     )
 
 

@@ -13,6 +13,7 @@ well in the batch-minor layout and `dot_general` does not (VM_DESIGN.md §5.2).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import jax
@@ -21,6 +22,8 @@ import jax.numpy as jnp
 from azjax import ops as ops_lib
 from azjax import rng
 
+S, V, M = (ops_lib.Kind.SCALAR, ops_lib.Kind.VECTOR, ops_lib.Kind.MATRIX)
+
 
 class Operands:
     """Operands of one instruction for all lanes; random draws are built lazily, once per trace.
@@ -28,35 +31,59 @@ class Operands:
     `s`, `v`, `m` map an operand name ('a', 'b', or 'o' = the output's old value, for partial
     writes) to the selected bank entry. `c` holds the three constants `[*lanes]` (None where the
     component has none) and `key` the lanes' draw keys `[*lanes]` (uint32) for random ops.
+    `ops` says which op each lane runs, for `pick`: the op id itself when these operands serve
+    one op (the switch VM), else per output kind the candidate op ids and each program's
+    position among them (`[P]`, None for a single candidate). `draw_kind`: the largest kind
+    whose uniforms are drawn (smaller kinds slice its draw); None draws each kind alone.
     """
 
-    def __init__(self, *, feature_size, s, v, m, c, key, dtype):
+    def __init__(self, *, feature_size, s, v, m, c, key, dtype, ops, draw_kind=None):
         self.F = feature_size
         self.s, self.v, self.m, self.c, self.key, self.dtype = s, v, m, c, key, dtype
-        self._draws = {}  # ("u" or "n", kind) -> draws, built once per trace.
+        self.ops, self.draw_kind = ops, draw_kind
+        self._memo = {}  # Values shared by several kernels, built once per trace.
+
+    def memo(self, name, build: Callable[[], jax.Array]) -> jax.Array:
+        if name not in self._memo:
+            self._memo[name] = build()
+        return self._memo[name]
+
+    def pick(self, kind: ops_lib.Kind, values: dict[int, jax.Array]) -> jax.Array:
+        """values[op] in each lane running one of those ops (`values`: op id -> array), so that
+        ops of a kind can share one costly function by first selecting its argument."""
+        if isinstance(self.ops, int):
+            return values[self.ops]
+        ids, index = self.ops[kind]
+        present = [i for i in ids if i in values]
+        if index is None or len(present) == 1:
+            return values[present[0]]
+        cases = [values.get(i, values[present[0]]) for i in ids]
+        return jax.lax.select_n(jnp.broadcast_to(index, cases[0].shape), *cases)
 
     def uniform(self, kind: ops_lib.Kind) -> jax.Array:
         """U(0,1) of the output kind's shape: element e = row * F + col of the lane's F x F draw;
-        a vector is its row 0, a scalar its element 0. Only the kind's elements are hashed."""
-        if ("u", kind) not in self._draws:
-            F = self.F
-            if kind == ops_lib.Kind.SCALAR:
-                key, element = self.key, jnp.uint32(0)
-            else:
-                shape = (F,) * (kind - 1)
-                element = jnp.arange(F ** (kind - 1), dtype=jnp.uint32)
-                element = element.reshape(shape + (1,) * self.key.ndim)
-                key = self.key.reshape((1,) * len(shape) + self.key.shape)
-            u = rng.uniform01(key, element, xp=jnp, dtype=jnp.float32)
-            self._draws["u", kind] = u.astype(self.dtype)
-        return self._draws["u", kind]
+        a vector is its row 0, a scalar its element 0. Only the drawn kind's elements are
+        hashed; a smaller kind slices it (same values, no second hash)."""
+        drawn = max(kind, self.draw_kind or kind)
+        u = self.memo(("u", drawn), lambda: self._draw(drawn))
+        return u[(0,) * (drawn - kind)]
+
+    def _draw(self, kind):
+        F = self.F
+        if kind == ops_lib.Kind.SCALAR:
+            key, element = self.key, jnp.uint32(0)
+        else:
+            shape = (F,) * (kind - 1)
+            element = jnp.arange(F ** (kind - 1), dtype=jnp.uint32)
+            element = element.reshape(shape + (1,) * self.key.ndim)
+            key = self.key.reshape((1,) * len(shape) + self.key.shape)
+        return rng.uniform01(key, element, xp=jnp, dtype=jnp.float32).astype(self.dtype)
 
     def normal(self, kind: ops_lib.Kind) -> jax.Array:
-        if ("n", kind) not in self._draws:
-            self._draws["n", kind] = rng.standard_normal(
-                self.uniform(kind), jax.lax.erf_inv, xp=jnp
-            )
-        return self._draws["n", kind]
+        drawn = max(kind, self.draw_kind or kind)
+        erfinv = functools.partial(rng.erfinv, xp=jnp)
+        build = lambda: rng.standard_normal(self.uniform(drawn), erfinv, xp=jnp)  # noqa: E731
+        return self.memo(("n", drawn), build)[(0,) * (drawn - kind)]
 
 
 def _sum(terms):
@@ -78,6 +105,37 @@ def _matvec(m, v, F):  # [F, F, *lanes] x [F, *lanes] -> [F, *lanes]
 
 def _matmul(a, b, F):  # [F, F, *lanes] x [F, F, *lanes] -> [F, F, *lanes]
     return _sum(a[:, k, None] * b[None, k] for k in range(F))
+
+
+# Cephes' atanf: |x| reduced to [0, tan(pi/8)] around 0, pi/4 or pi/2, then an odd polynomial.
+_ATAN_POLY = (8.05374449538e-2, -1.38776856032e-1, 1.99777106478e-1, -3.33329491539e-1)
+
+
+def atan(x):
+    """arctan to float32 accuracy (3 ulp), NaN for NaN, +-pi/2 at +-inf. The VM's (and the
+    fitness's) own: XLA:CPU's is wrong at the VM's 512-bit vector width (see
+    `azjax.vm.COMPILER_OPTIONS`), and 2x slower."""
+    t = jnp.abs(x)
+    big, mid = t > 2.414213562373095, t > 0.41421356237309503
+    r = jnp.where(big, -1 / t, jnp.where(mid, (t - 1) / (t + 1), t))
+    base = jnp.where(big, math.pi / 2, jnp.where(mid, math.pi / 4, 0.0)).astype(x.dtype)
+    z = r * r
+    p = functools.reduce(lambda acc, a: acc * z + a, _ATAN_POLY[1:], _ATAN_POLY[0])
+    return jnp.copysign(base + (p * z * r + r), x)
+
+
+def _arc(o: Operands):
+    """atan of each lane's own argument, so asin, acos and atan share ONE atan per lane:
+    asin x = 2 atan(x / (1 + sqrt((1 - x)(1 + x)))), acos x = 2 atan(sqrt((1 - x) / (1 + x))).
+    (jnp's asin and acos lower to atan2, a scalar libm call on XLA:CPU, 15x the cost of a
+    vectorized atan.) Within 7 ulp of the exact values; NaN outside [-1, 1], as the original."""
+
+    def build():
+        x = o.s["a"]
+        asin = x / (1 + jnp.sqrt((1 - x) * (1 + x)))
+        return atan(o.pick(S, {10: asin, 11: jnp.sqrt((1 - x) / (1 + x)), 12: x}))
+
+    return o.memo("arc", build)
 
 
 def _heaviside_strict(x):  # vectors and matrices: 1 if x > 0
@@ -142,8 +200,6 @@ def _bcast(c, kind):
     return c[(None,) * (kind - 1)]
 
 
-S, V, M = (ops_lib.Kind.SCALAR, ops_lib.Kind.VECTOR, ops_lib.Kind.MATRIX)
-
 # One kernel per op id; each reads its operands from `o` by the kinds the op table declares.
 KERNELS: dict[int, Callable[[Operands], jax.Array]] = {
     1: lambda o: o.s["a"] + o.s["b"],
@@ -154,10 +210,10 @@ KERNELS: dict[int, Callable[[Operands], jax.Array]] = {
     6: lambda o: 1 / o.s["a"],
     7: lambda o: jnp.sin(o.s["a"]),
     8: lambda o: jnp.cos(o.s["a"]),
-    9: lambda o: jnp.tan(o.s["a"]),
-    10: lambda o: jnp.arcsin(o.s["a"]),
-    11: lambda o: jnp.arccos(o.s["a"]),
-    12: lambda o: jnp.arctan(o.s["a"]),
+    9: lambda o: jnp.sin(o.s["a"]) / jnp.cos(o.s["a"]),  # Shares 7's and 8's (~2 ulp).
+    10: lambda o: 2 * _arc(o),
+    11: lambda o: 2 * _arc(o),
+    12: _arc,
     13: lambda o: jnp.exp(o.s["a"]),
     14: lambda o: jnp.log(o.s["a"]),
     15: lambda o: jnp.where(o.s["a"] >= 0, 1.0, 0.0).astype(o.s["a"].dtype),

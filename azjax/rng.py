@@ -62,6 +62,28 @@ def to_uniform(u, low, high, xp=np):
     return xp.where(low < high, low + (high - low) * u, low)
 
 
+# Giles (2010), "Approximating the erfinv function": single-precision coefficients, highest
+# degree first, for w = -log(1 - x^2) < 5 (in w - 2.5) and for w >= 5 (in sqrt(w) - 3).
+_ERFINV_CENTRAL = (2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 2.1858087e-04)
+_ERFINV_CENTRAL += (-1.25372503e-03, -4.17768164e-03, 2.46640727e-01, 1.50140941)
+_ERFINV_TAIL = (-2.00214257e-04, 1.00950558e-04, 1.34934322e-03, -3.67342844e-03, 5.73950773e-03)
+_ERFINV_TAIL += (-7.6224613e-03, 9.43887047e-03, 1.00167406, 2.83297682)
+
+
+def erfinv(x, xp=np):
+    """erfinv for |x| < 1 in the input's float dtype: Giles' single-precision approximation,
+    as XLA's `erf_inv`, but with w = -log((1 - x)(1 + x)) where XLA takes -log1p(-x^2):
+    XLA:CPU's log1p costs 2.3x its log, and the two agree to ~1e-7 relative over (-1, 1)."""
+    dtype = x.dtype.type
+    w = -xp.log((dtype(1) - x) * (dtype(1) + x))
+    central = w < dtype(5)
+    t = xp.where(central, w - dtype(2.5), xp.sqrt(w) - dtype(3))
+    p = xp.zeros_like(x)
+    for a, b in zip(_ERFINV_CENTRAL, _ERFINV_TAIL, strict=True):
+        p = p * t + xp.where(central, dtype(a), dtype(b))
+    return p * x
+
+
 def standard_normal(u, erfinv, xp=np):
     """N(0, 1) from U(0,1) by the inverse CDF, sqrt(2) * erfinv(2u - 1); finite since 0 < u < 1."""
     return xp.sqrt(xp.asarray(2.0, u.dtype)) * erfinv(2 * u - 1)

@@ -53,6 +53,7 @@ def _branch(op_id: int, feature_size: int):
             c=consts,
             key=key,
             dtype=banks[0].dtype,
+            ops=op_id,
         )
         banks = list(banks)
         banks[out_bank] = banks[out_bank].at[ins["out"]].set(KERNELS[op_id](o).astype(o.dtype))

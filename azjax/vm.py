@@ -54,6 +54,15 @@ from azjax.vm_plan import (
 
 Kind = ops_lib.Kind
 
+# XLA options for the evaluator's VM calls (`azjax.evaluator`: a top-level jit by construction;
+# jax.jit refuses options on a nested jit, so the public `execute_component` and
+# `evaluation.evaluate_lanes` take none and stay composable). 512-bit vectors: the slot loop's
+# fused kernels are elementwise over lanes, and on this AVX-512 machine they ran 1.2x faster on
+# the full op set (XLA's default is 256). One casualty: XLA:CPU's vectorized atan is WRONG at that
+# width (jaxlib 0.10.2), so the VM never calls jnp.arctan; `kernels.atan` stands in, and a test
+# checks that these options change no bit of any op's result.
+COMPILER_OPTIONS = {"xla_cpu_prefer_vector_width": 512}
+
 
 class Memory(NamedTuple):
     """VM memory for lanes `[T, P]`: scalars S x `[T, P]`, vectors V x `[F, T, P]`, matrices
@@ -113,6 +122,11 @@ def _compute(group: OpGroup, banks: dict, cur: dict, key, lanes, feature_size: i
         c=tuple(None if name not in cur else jnp.broadcast_to(cur[name], lanes) for name in CONSTS),
         key=key,
         dtype=dtype,
+        ops={
+            kind: (ids, cur[sel_name(group, kind)] if len(ids) > 1 else None)
+            for kind, ids in zip(KINDS, group.kinds, strict=True)
+        },
+        draw_kind=group.draw_kind,
     )
     new = []
     for kind, ids in zip(KINDS, group.kinds, strict=True):

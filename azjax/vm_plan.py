@@ -41,6 +41,12 @@ class OpGroup(NamedTuple):
     has_consts: bool
     fraction: float | None = None
 
+    @property
+    def draw_kind(self) -> Kind | None:
+        """The largest output kind among the group's random ops (their draws share its)."""
+        kinds = [k for k, ids in zip(KINDS, self.kinds, strict=True) if set(ids) & _RANDOM_OPS]
+        return max(kinds, default=None)
+
 
 # Compacted groups (VM_DESIGN.md §6, design c2): (name, ops, capacity fraction). An op belongs to
 # the first group listing it; ops in none are dense. Random ops (a hash and erfinv per element and
