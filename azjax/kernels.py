@@ -33,14 +33,13 @@ class Operands:
     component has none) and `key` the lanes' draw keys `[*lanes]` (uint32) for random ops.
     `ops` says which op each lane runs, for `pick`: the op id itself when these operands serve
     one op (the switch VM), else per output kind the candidate op ids and each program's
-    position among them (`[P]`, None for a single candidate). `draw_kind`: the largest kind
-    whose uniforms are drawn (smaller kinds slice its draw); None draws each kind alone.
+    position among them (`[P]`, None for a single candidate).
     """
 
-    def __init__(self, *, feature_size, s, v, m, c, key, dtype, ops, draw_kind=None):
+    def __init__(self, *, feature_size, s, v, m, c, key, dtype, ops):
         self.F = feature_size
         self.s, self.v, self.m, self.c, self.key, self.dtype = s, v, m, c, key, dtype
-        self.ops, self.draw_kind = ops, draw_kind
+        self.ops = ops
         self._memo = {}  # Values shared by several kernels, built once per trace.
 
     def memo(self, name, build: Callable[[], jax.Array]) -> jax.Array:
@@ -62,28 +61,25 @@ class Operands:
 
     def uniform(self, kind: ops_lib.Kind) -> jax.Array:
         """U(0,1) of the output kind's shape: element e = row * F + col of the lane's F x F draw;
-        a vector is its row 0, a scalar its element 0. Only the drawn kind's elements are
-        hashed; a smaller kind slices it (same values, no second hash)."""
-        drawn = max(kind, self.draw_kind or kind)
-        u = self.memo(("u", drawn), lambda: self._draw(drawn))
-        return u[(0,) * (drawn - kind)]
+        a vector is its row 0, a scalar its element 0. Only the kind's elements are hashed."""
 
-    def _draw(self, kind):
-        F = self.F
-        if kind == ops_lib.Kind.SCALAR:
-            key, element = self.key, jnp.uint32(0)
-        else:
-            shape = (F,) * (kind - 1)
-            element = jnp.arange(F ** (kind - 1), dtype=jnp.uint32)
-            element = element.reshape(shape + (1,) * self.key.ndim)
-            key = self.key.reshape((1,) * len(shape) + self.key.shape)
-        return rng.uniform01(key, element, xp=jnp, dtype=jnp.float32).astype(self.dtype)
+        def build():
+            F = self.F
+            if kind == ops_lib.Kind.SCALAR:
+                key, element = self.key, jnp.uint32(0)
+            else:
+                shape = (F,) * (kind - 1)
+                element = jnp.arange(F ** (kind - 1), dtype=jnp.uint32)
+                element = element.reshape(shape + (1,) * self.key.ndim)
+                key = self.key.reshape((1,) * len(shape) + self.key.shape)
+            return rng.uniform01(key, element, xp=jnp, dtype=jnp.float32).astype(self.dtype)
+
+        return self.memo(("u", kind), build)
 
     def normal(self, kind: ops_lib.Kind) -> jax.Array:
-        drawn = max(kind, self.draw_kind or kind)
         erfinv = functools.partial(rng.erfinv, xp=jnp)
-        build = lambda: rng.standard_normal(self.uniform(drawn), erfinv, xp=jnp)  # noqa: E731
-        return self.memo(("n", drawn), build)[(0,) * (drawn - kind)]
+        build = lambda: rng.standard_normal(self.uniform(kind), erfinv, xp=jnp)  # noqa: E731
+        return self.memo(("n", kind), build)
 
 
 def _sum(terms):

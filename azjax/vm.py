@@ -107,13 +107,19 @@ def _select(index, bank):
     return jax.lax.select_n(jnp.broadcast_to(index, bank[0].shape), *bank)
 
 
-def _compute(group: OpGroup, banks: dict, cur: dict, key, lanes, feature_size: int, dtype):
-    """The result of the current instruction for the group's ops, one array per output kind
-    (None where the group has no op of that kind). `banks` maps 's', 'v', 'm' to bank tuples of
-    lanes `lanes` = (T, P); `cur` holds the per-program fields `[P]`."""
+def _reads(group: OpGroup, banks: dict, cur: dict) -> dict:
+    """The group's operands: per bank ('s', 'v', 'm') and role, the selected bank entry of lanes
+    `[..., T, P]`; `cur` holds the per-program fields `[P]`."""
     reads = {"s": {}, "v": {}, "m": {}}
     for bank, role in group.operands:
         reads[bank][role] = _select(cur[f"{bank}{role}"], banks[bank])
+    return reads
+
+
+def _compute(group: OpGroup, reads: dict, cur: dict, key, lanes, feature_size: int, dtype):
+    """The result of the current instruction for the group's ops, one array per output kind
+    (None where the group has no op of that kind). `reads`: `_reads` of lanes `lanes` = (T, P);
+    `cur` holds the per-program fields `[P]`."""
     o = Operands(
         feature_size=feature_size,
         s=reads["s"],
@@ -126,7 +132,6 @@ def _compute(group: OpGroup, banks: dict, cur: dict, key, lanes, feature_size: i
             kind: (ids, cur[sel_name(group, kind)] if len(ids) > 1 else None)
             for kind, ids in zip(KINDS, group.kinds, strict=True)
         },
-        draw_kind=group.draw_kind,
     )
     new = []
     for kind, ids in zip(KINDS, group.kinds, strict=True):
@@ -180,14 +185,15 @@ def run_component(
         banks = {"s": mem.scalars, "v": mem.vectors, "m": mem.matrices}
         d = unpack(plan, cur)
         key = rng.draw_key(seeds, call, i, xp=jnp) if plan.dense.has_random else None
-        new = _compute(plan.dense, banks, d, key, mem.scalars[0].shape, feature_size, dtype)
+        reads = _reads(plan.dense, banks, d)
+        new = _compute(plan.dense, reads, d, key, mem.scalars[0].shape, feature_size, dtype)
         # Kinds produced by compacted ops only start from zeros (other lanes do not write them).
         new = tuple(
             jnp.zeros_like(bank[0]) if n is None and g else n
             for n, g, bank in zip(new, plan.groups, mem, strict=True)
         )
         for g, row in zip(plan.compact, [] if cur_lists is None else cur_lists, strict=True):
-            new = _run_group(g, banks, cur, row, new, names, i, seeds, call, feature_size, dtype)
+            new = _run_group(g, banks, d, cur, row, new, names, i, seeds, call, feature_size, dtype)
         return new, targets_of(d)
 
     if L == 1:
@@ -218,21 +224,21 @@ def _shapes_like(plan: ComponentPlan, mem: Memory):
     return tuple(bank[0] if g else None for bank, g in zip(mem, plan.groups, strict=True))
 
 
-def _run_group(g: OpGroup, banks, cur, row, new, names, i, seeds, call, feature_size, dtype):
+def _run_group(g: OpGroup, banks, d, cur, row, new, names, i, seeds, call, feature_size, dtype):
     """Computes group g on the lanes of its listed programs (in rounds) and scatters the results
-    into `new`. `cur`: this slot's packed fields `[NF, P]`; `row`: its `program_lists` row."""
+    into `new`. `d`: this slot's fields (`unpack`ed), `cur`: the same packed `[NF, P]`; `row`:
+    its `program_lists` row. Operands are selected on all lanes (where the dense group's same
+    reads are computed anyway) and only the selected entries are gathered, not whole banks."""
     P = cur.shape[-1]
-    wanted = {f"{b}{r}" for b, r in g.operands} | {sel_name(g, k) for k in KINDS}
-    wanted |= set(CONSTS) if g.has_consts else set()
+    wanted = {sel_name(g, k) for k in KINDS} | (set(CONSTS) if g.has_consts else set())
     sub_names = tuple(n for n in names if n in wanted)
-    sub_fields = cur[np.asarray([names.index(n) for n in sub_names])]
-    used_banks = {b for b, _ in g.operands}
+    sub_fields = cur[np.asarray([names.index(n) for n in sub_names], np.int32)]
+    reads = _reads(g, banks, d)
 
     def one_round(programs, new):
-        d = unpack(None, compaction.gather(sub_fields, programs), sub_names)
-        sub_banks = {
-            b: tuple(compaction.gather(x, programs) for x in banks[b]) if b in used_banks else ()
-            for b in "svm"
+        sub = unpack(None, compaction.gather(sub_fields, programs), sub_names)
+        sub_reads = {
+            b: {r: compaction.gather(x, programs) for r, x in rs.items()} for b, rs in reads.items()
         }
         key = (
             rng.draw_key(compaction.gather(seeds, programs), call, i, xp=jnp)
@@ -240,7 +246,7 @@ def _run_group(g: OpGroup, banks, cur, row, new, names, i, seeds, call, feature_
             else None
         )
         lanes = (banks["s"][0].shape[0], programs.shape[0])
-        vals = _compute(g, sub_banks, d, key, lanes, feature_size, dtype)
+        vals = _compute(g, sub_reads, sub, key, lanes, feature_size, dtype)
         return tuple(
             n if v is None else compaction.scatter(n, programs, v)
             for n, v in zip(new, vals, strict=True)
