@@ -56,8 +56,10 @@ class Operands:
         present = [i for i in ids if i in values]
         if index is None or len(present) == 1:
             return values[present[0]]
-        cases = [values.get(i, values[present[0]]) for i in ids]
-        return jax.lax.select_n(jnp.broadcast_to(index, cases[0].shape), *cases)
+        # Each program's position among `present` (other ops: 0), looked up per program `[P]`.
+        position = jnp.asarray([present.index(i) if i in present else 0 for i in ids], jnp.int32)
+        cases = [values[i] for i in present]
+        return jax.lax.select_n(jnp.broadcast_to(position[index], cases[0].shape), *cases)
 
     def uniform(self, kind: ops_lib.Kind) -> jax.Array:
         """U(0,1) of the output kind's shape: element e = row * F + col of the lane's F x F draw;
