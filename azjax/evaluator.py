@@ -148,9 +148,10 @@ def _sharded_evaluate(mesh: Mesh, spec, eval_type, epoch_size, max_abs_error, re
     )
     split, whole = PartitionSpec(runtime.PROGRAMS_AXIS), PartitionSpec()
     in_specs = (split, whole, split) + ((split,) if stacked else ())
+    cpu = mesh.devices.flat[0].platform == "cpu"
     return jax.jit(
         jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=split, check_vma=False),
-        compiler_options=vm.COMPILER_OPTIONS,
+        compiler_options=vm.COMPILER_OPTIONS if cpu else None,  # XLA:CPU options.
     )
 
 

@@ -57,7 +57,7 @@ from azjax.vm_plan import (
 
 Kind = ops_lib.Kind
 
-# XLA options for the evaluator's VM calls (`azjax.evaluator`: a top-level jit by construction;
+# XLA:CPU options for the evaluator's VM calls (`azjax.evaluator`, on CPU meshes: a top-level jit;
 # jax.jit refuses options on a nested jit, so the public `execute_component` and
 # `evaluation.evaluate_lanes` take none and stay composable). 512-bit vectors: the slot loop's
 # fused kernels are elementwise over lanes, and on this AVX-512 machine they ran 1.2x faster on
