@@ -195,8 +195,13 @@ def run_component(
             jnp.zeros_like(bank[0]) if n is None and g else n
             for n, g, bank in zip(new, plan.groups, mem, strict=True)
         )
+
+        def lane_key(programs):  # The draw keys of the listed programs' lanes.
+            return rng.draw_key(compaction.gather(seeds, programs), call, i, xp=jnp)
+
         for g, row in zip(plan.compact, [] if cur_lists is None else cur_lists, strict=True):
-            new = _run_group(g, banks, d, cur, row, new, names, i, seeds, call, feature_size, dtype)
+            reads = _reads(g, banks, d)
+            new = _run_group(g, reads, cur, names, row, new, lane_key, feature_size, dtype)
         return new, targets_of(d)
 
     if L == 1:
@@ -227,35 +232,31 @@ def _shapes_like(plan: ComponentPlan, mem: Memory):
     return tuple(bank[0] if g else None for bank, g in zip(mem, plan.groups, strict=True))
 
 
-def _run_group(g: OpGroup, banks, d, cur, row, new, names, i, seeds, call, feature_size, dtype):
+def _run_group(g: OpGroup, reads, cur, names, row, new, lane_key, feature_size, dtype):
     """Computes group g on the lanes of its listed programs (in rounds) and scatters the results
-    into `new`. `d`: this slot's fields (`unpack`ed), `cur`: the same packed `[NF, P]`; `row`:
-    its `program_lists` row. Operands are selected on all lanes (where the dense group's same
-    reads are computed anyway) and only the selected entries are gathered, not whole banks."""
-    P = cur.shape[-1]
+    into `new`. `reads`: the group's `_reads` on all lanes (the dense group computes the same
+    selects anyway), of which only the listed programs' lanes are gathered, not whole banks;
+    `cur`: this slot's packed fields `[NF, P]` (`names`); `row`: its `program_lists` row;
+    `lane_key(programs)`: the draw keys `[T, cap]` of those programs' lanes."""
     wanted = {sel_name(g, k) for k in KINDS} | (set(CONSTS) if g.has_consts else set())
     sub_names = tuple(n for n in names if n in wanted)
     sub_fields = cur[np.asarray([names.index(n) for n in sub_names], np.int32)]
-    reads = _reads(g, banks, d)
 
     def one_round(programs, new):
         sub = unpack(None, compaction.gather(sub_fields, programs), sub_names)
         sub_reads = {
             b: {r: compaction.gather(x, programs) for r, x in rs.items()} for b, rs in reads.items()
         }
-        key = (
-            rng.draw_key(compaction.gather(seeds, programs), call, i, xp=jnp)
-            if g.has_random
-            else None
+        key = lane_key(programs)  # Unused (and dropped by XLA) without random ops.
+        vals = _compute(
+            g, sub_reads, sub, key if g.has_random else None, key.shape, feature_size, dtype
         )
-        lanes = (banks["s"][0].shape[0], programs.shape[0])
-        vals = _compute(g, sub_reads, sub, key, lanes, feature_size, dtype)
         return tuple(
             n if v is None else compaction.scatter(n, programs, v)
             for n, v in zip(new, vals, strict=True)
         )
 
-    cap = compaction.capacity(P, g.fraction)
+    cap = compaction.capacity(cur.shape[-1], g.fraction)
     return compaction.for_each_round(row, cap, one_round, new)
 
 

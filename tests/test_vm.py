@@ -621,7 +621,8 @@ def test_batched_and_single_paths_agree_bitwise():
         assert not np.isclose(other[2][:8, 1], batched[2][:8, 1]).any()
 
 
-def test_compiler_options_change_no_result():
+@pytest.mark.parametrize("F", [1, 4, 8])
+def test_compiler_options_change_no_result(F):
     """The VM's XLA options (`vm.COMPILER_OPTIONS`: 512-bit vectors) change no bit of any op's
     result: XLA:CPU's own atan, for one, is wrong at that width."""
     tuned = jax.jit(
@@ -629,7 +630,7 @@ def test_compiler_options_change_no_result():
         static_argnames=("spec", "component"),
         compiler_options=vm.COMPILER_OPTIONS,
     )
-    programs, memory, seeds, want, _ = single_op_results(4)
+    programs, memory, seeds, want, _ = single_op_results(F)
     got = tuned(SPEC_ONE, "predict", programs, *memory, jnp.asarray(seeds), jnp.int32(CALL))
     for x, y in zip(want, got, strict=True):
         np.testing.assert_array_equal(x, np.asarray(y))
