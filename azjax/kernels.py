@@ -126,7 +126,7 @@ def _arc(o: Operands):
     """atan of each lane's own argument, so asin, acos and atan share ONE atan per lane:
     asin x = 2 atan(x / (1 + sqrt((1 - x)(1 + x)))), acos x = 2 atan(sqrt((1 - x) / (1 + x))).
     (jnp's asin and acos lower to atan2, a scalar libm call on XLA:CPU, 15x the cost of a
-    vectorized atan.) Within 7 ulp of the exact values; NaN outside [-1, 1], as the original."""
+    vectorized atan.) Within 4 ulp of the exact values; NaN outside [-1, 1], as the original."""
 
     def build():
         x = o.s["a"]
