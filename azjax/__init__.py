@@ -1,27 +1,15 @@
 """azjax: AutoML-Zero on JAX.
 
 Evolve whole ML algorithms (Setup / Predict / Learn programs over scalars, vectors and matrices,
-built from AutoML-Zero's 65 ops) with batched regularized evolution, evaluated by a jitted VM over
-populations x tasks. See README.md for the quickstart and `../shared/REFERENCE.md` for the
-original's semantics.
+built from AutoML-Zero's 65 ops) with regularized evolution that runs on the device: a jitted
+generation step over a state pytree, with the VM scoring populations x tasks in batches.
 """
 
 from azjax import ops
 from azjax.config import build as build_experiment
 from azjax.config import default_config, task_config
-from azjax.evaluation import evaluate_lanes, flip_and_squash
-from azjax.evaluator import (
-    ConcurrentEvaluator,
-    EvaluatorConfig,
-    SearchEvaluator,
-    place_collection,
-    run_chunked,
-    score,
-    stack_groups,
-)
-from azjax.evolution import EvolutionConfig, PopulationState
-from azjax.evolution import init as init_population
-from azjax.evolution import step as evolution_step
+from azjax.evaluation import evaluate_lanes
+from azjax.evolution import EvolutionConfig, PopulationState, ask, tell
 from azjax.experiment import run as run_experiment
 from azjax.generator import (
     linear_algorithm,
@@ -48,13 +36,16 @@ from azjax.program_io import (
     validate,
 )
 from azjax.pruning import prune
+from azjax.scoring import score
+from azjax.search import SearchConfig, SearchState, init, run, step
+from azjax.search_eval import EvaluationConfig
 from azjax.tasks import TaskInfo, TaskSet, TaskSpec, make_tasks
 
 __all__ = [
     "COMPONENTS",
     "Component",
     "ComponentSpec",
-    "EvaluatorConfig",
+    "EvaluationConfig",
     "EvolutionConfig",
     "Instruction",
     "MutationParams",
@@ -63,17 +54,17 @@ __all__ = [
     "Program",
     "ProgramError",
     "ProgramSpec",
-    "SearchEvaluator",
+    "SearchConfig",
+    "SearchState",
     "TaskInfo",
     "TaskSet",
     "TaskSpec",
+    "ask",
     "build_experiment",
     "default_config",
     "evaluate_lanes",
-    "evolution_step",
-    "flip_and_squash",
     "format_program",
-    "init_population",
+    "init",
     "linear_algorithm",
     "load_program",
     "make_initial_population",
@@ -84,15 +75,14 @@ __all__ = [
     "neural_net_algorithm",
     "ops",
     "parse_program",
-    "place_collection",
     "prune",
     "random_algorithm",
-    "run_chunked",
-    "stack_groups",
-    "ConcurrentEvaluator",
+    "run",
     "run_experiment",
     "save_program",
     "score",
+    "step",
     "task_config",
+    "tell",
     "validate",
 ]

@@ -17,9 +17,14 @@ Everything is vectorized over any leading batch axes (e.g. a population's P).
 
 from __future__ import annotations
 
+import math
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from azjax import ops as ops_lib
+from azjax import wide
 from azjax.program import Component, Program
 
 OP_COSTS: np.ndarray = np.array([op.cost for op in ops_lib.OPS], np.int64)  # [NUM_OPS]
@@ -87,3 +92,30 @@ def train_examples(
     # a child simply gets 0 examples, hence fitness 0.
     within &= train > 0
     return np.where(within, np.int64(num_examples), np.int64(0))
+
+
+def device_train_examples(
+    population: Program, baseline: tuple[int, int], num_examples: int, factor: float
+) -> jax.Array:
+    """`train_examples` on the device, exact: int32 `[...]`, N or 0 per program.
+
+    baseline: the baseline's (setup cost, train cost) (`program_costs`, as Python ints). Costs
+    are summed as 64-bit integers (`azjax.wide`): a program's costs reach ~10^10 and N times that
+    ~10^14, beyond float32's exact integers.
+    """
+    costs = jnp.asarray(OP_COSTS.astype(np.uint32))  # Each op's cost < 2^32.
+
+    def cost(comp: Component) -> jax.Array:
+        live = jnp.arange(comp.code.shape[-2]) < comp.length[..., None]
+        per_slot = wide.from_u32(jnp.where(live, costs[comp.code[..., 0]], 0))
+        return wide.sum(per_slot, axis=-2)
+
+    setup, train = (
+        cost(population.setup),
+        wide.add(cost(population.predict), cost(population.learn)),
+    )
+    setup0, train0 = (float(c) for c in baseline)
+    bound = math.floor(factor * (setup0 + float(num_examples) * train0))  # float64, as the original
+    total = wide.add(setup, wide.multiply(train, int(num_examples)))
+    within = ~wide.greater_equal(total, bound + 1) & jnp.any(train != 0, axis=-1)
+    return jnp.where(within, jnp.int32(num_examples), jnp.int32(0))

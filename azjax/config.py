@@ -13,11 +13,10 @@ from typing import Any
 
 from ml_collections import config_dict
 
-from azjax import evaluator as evaluator_lib
-from azjax import evolution, generator, mutation, tasks
+from azjax import budget, evolution, generator, mutation, search, search_eval, tasks
 from azjax import ops as ops_lib
 from azjax import program as program_lib
-from azjax.program import ComponentSpec, Program, ProgramSpec
+from azjax.program import ComponentSpec, ProgramSpec
 
 _ROOMY = 1024  # Slot capacity used only to measure hand-written models.
 
@@ -73,7 +72,9 @@ def default_config() -> config_dict.ConfigDict:
     c.fec_num_valid_examples = 10
     c.fec_cache_size = 100_000
     c.fec_forget_every = 100
-    c.dedupe = True  # dead-code elimination + structural dedupe (azjax; not in the original)
+    # azjax, not in the original: dead-code elimination + structural dedupe, with its cache size.
+    c.dedupe = True
+    c.dedupe_cache_size = 100_000
     c.fitness_combination = "mean"
     c.max_abs_error = 100.0
     c.train_budget = ""  # "" = none, or an initial-algorithm name, e.g. "NEURAL_NET".
@@ -95,33 +96,57 @@ def default_config() -> config_dict.ConfigDict:
     # azjax: end an experiment's search once its best search fitness exceeds this (0 = never,
     # as the original, which always spends max_train_steps).
     c.stop_search_at_fitness = 0.0
+    # azjax: end an experiment's search once its best search fitness has not risen for this many
+    # individuals (0 = never; the original's hurdles serve the same purpose).
+    c.stagnation_individuals = 0
     # Experiments.
     c.max_experiments = 1  # 0 = until sufficient_fitness.
     c.random_seed = 0  # 0 = from the clock, as the original.
     c.randomize_task_seeds = False
     c.sufficient_fitness = 0.0  # 0 = none.
-    # azjax: experiments run this many at a time, in lockstep, their VM work merged into shared
-    # calls (1 = one after another, as the original). See azjax/experiment.py.
+    # azjax: experiments run this many at a time on the device, in lockstep, their VM work
+    # pooled (1 = one after another, as the original). They are split over the devices (one per
+    # CPU core): a multiple of the device count uses them all. See azjax/experiment.py.
     c.parallel_experiments = 1
     # Output and runtime.
     c.progress_every = 10000
     c.checkpoint_every_secs = 30.0
-    c.chunk_size = 256  # Programs per device and VM call at most (evaluator.programs_per_call).
+    c.chunk_size = 128  # Programs per device and VM call at most (scoring.programs_per_call).
     return c
 
 
 @dataclasses.dataclass(frozen=True)
-class Experiment:
-    """Everything static about a run, built and validated from a config by `build`."""
+class RunConfig:
+    """The experiment driver's settings (`azjax.experiment`), typed; see `default_config`."""
 
-    config: dict[str, Any]
-    spec: ProgramSpec
-    evolution: evolution.EvolutionConfig
-    evaluator: evaluator_lib.EvaluatorConfig
+    name: str
+    max_experiments: int
+    random_seed: int
+    randomize_task_seeds: bool
+    sufficient_fitness: float
+    parallel_experiments: int
+    progress_every: int
+    checkpoint_every_secs: float
+    time_budget_secs: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """Everything static about a run, built and validated from a config by `build`.
+
+    `config` is the resolved config as a plain dict, kept for config.json and checkpoints.
+    """
+
+    run: RunConfig
+    search: search.SearchConfig
     search_tasks: tasks.TaskSpec
     select_tasks: tasks.TaskSpec
     final_tasks: tasks.TaskSpec
-    baseline: Program | None
+    config: dict[str, Any]
+
+    @property
+    def spec(self) -> ProgramSpec:
+        return self.search.spec
 
 
 def _get(cfg, name):
@@ -201,15 +226,21 @@ def build(cfg: config_dict.ConfigDict | dict) -> Experiment:
             initial_population=initial,
             mode=str(_get(cfg, "search_mode")),
         )
-        ev = evaluator_lib.EvaluatorConfig(
-            spec=spec,
+        baseline = None
+        if budget_name:
+            model = generator.INITIAL_ALGORITHMS[budget_name](None, spec, sizes)
+            baseline = tuple(int(c) for c in budget.program_costs(model))
+        evaluation = search_eval.EvaluationConfig(
             max_abs_error=float(_get(cfg, "max_abs_error")),
             combination=str(_get(cfg, "fitness_combination")),
             fec_num_train=int(_get(cfg, "fec_num_train_examples")),
             fec_num_valid=int(_get(cfg, "fec_num_valid_examples")),
             fec_cache_size=int(_get(cfg, "fec_cache_size")),
             fec_forget_every=int(_get(cfg, "fec_forget_every")),
-            dedupe=bool(_get(cfg, "dedupe")),
+            dedupe_cache_size=int(_get(cfg, "dedupe_cache_size"))
+            if bool(_get(cfg, "dedupe"))
+            else 0,
+            budget_baseline=baseline,
             budget_factor=float(_get(cfg, "train_budget_factor")),
             chunk_size=int(_get(cfg, "chunk_size")),
         )
@@ -225,25 +256,44 @@ def build(cfg: config_dict.ConfigDict | dict) -> Experiment:
     for name in ("time_budget_secs", "checkpoint_every_secs"):
         if float(_get(cfg, name)) < 0:
             raise ConfigError(f"config.{name} must be >= 0, got {_get(cfg, name)}")
-    search = _task_spec(cfg, "search_tasks")
-    if ev.fec_num_train and search.num_train_examples < ev.fec_num_train:
+    search_tasks = _task_spec(cfg, "search_tasks")
+    if evaluation.fec_num_train and search_tasks.num_train_examples < evaluation.fec_num_train:
         raise ConfigError(
-            f"config.fec_num_train_examples={ev.fec_num_train} exceeds "
-            f"search_tasks.num_train_examples={search.num_train_examples}"
+            f"config.fec_num_train_examples={evaluation.fec_num_train} exceeds "
+            f"search_tasks.num_train_examples={search_tasks.num_train_examples}"
         )
-    if ev.fec_num_valid > search.num_valid_examples:
+    if evaluation.fec_num_valid > search_tasks.num_valid_examples:
         raise ConfigError(
-            f"config.fec_num_valid_examples={ev.fec_num_valid} exceeds "
-            f"search_tasks.num_valid_examples={search.num_valid_examples}"
+            f"config.fec_num_valid_examples={evaluation.fec_num_valid} exceeds "
+            f"search_tasks.num_valid_examples={search_tasks.num_valid_examples}"
         )
-    baseline = generator.INITIAL_ALGORITHMS[budget_name](None, spec, sizes) if budget_name else None
+    try:
+        search_config = search.SearchConfig(
+            evolution=evo,
+            tasks=search_tasks.info,
+            evaluation=evaluation,
+            stop_at_fitness=float(_get(cfg, "stop_search_at_fitness")),
+            max_train_steps=int(_get(cfg, "max_train_steps")),
+            stagnation_individuals=int(_get(cfg, "stagnation_individuals")),
+        )
+    except ValueError as e:
+        raise ConfigError(f"config: {e}") from e
+    run = RunConfig(
+        name=str(_get(cfg, "name")),
+        max_experiments=int(_get(cfg, "max_experiments")),
+        random_seed=int(_get(cfg, "random_seed")),
+        randomize_task_seeds=bool(_get(cfg, "randomize_task_seeds")),
+        sufficient_fitness=float(_get(cfg, "sufficient_fitness")),
+        parallel_experiments=int(_get(cfg, "parallel_experiments")),
+        progress_every=int(_get(cfg, "progress_every")),
+        checkpoint_every_secs=float(_get(cfg, "checkpoint_every_secs")),
+        time_budget_secs=float(_get(cfg, "time_budget_secs")),
+    )
     return Experiment(
-        config=cfg,
-        spec=spec,
-        evolution=evo,
-        evaluator=ev,
-        search_tasks=search,
+        run=run,
+        search=search_config,
+        search_tasks=search_tasks,
         select_tasks=_task_spec(cfg, "select_tasks"),
         final_tasks=_task_spec(cfg, "final_tasks"),
-        baseline=baseline,
+        config=cfg,
     )

@@ -12,23 +12,32 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from azjax import kernels, rng, switch_vm, vm, vm_plan
+from azjax import kernels, rng, vm, vm_plan
 from azjax import program as program_lib
 from azjax.program import Program, ProgramSpec
 from azjax.tasks import TaskSet
 
 RMS, ACCURACY = "rms", "accuracy"
-_ENGINES = {
-    "vm": (vm_plan.decode, vm.run_component),
-    "switch": (switch_vm.decode, switch_vm.run_component),
-}
 MAX_ABS_ERROR = 100.0
+
+
+class Engine(NamedTuple):
+    """What runs the components: `decode(plan, component)` once per call, then
+    `run_component(plan, memory, decoded, *, seeds, call, feature_size, num_slots)` per
+    component invocation (`azjax.vm`'s signatures)."""
+
+    decode: Callable
+    run_component: Callable
+
+
+VM = Engine(vm_plan.decode, vm.run_component)
 
 
 class LaneResult(NamedTuple):
@@ -65,7 +74,7 @@ def evaluate_lanes(
     epoch_size: int,
     max_abs_error: float = MAX_ABS_ERROR,
     record: bool = False,
-    engine: str = "vm",
+    engine: Engine = VM,
 ) -> LaneResult:
     """Scores every program of `population` (`[P]`) on every task of `tasks` (`[T]`).
 
@@ -77,11 +86,10 @@ def evaluate_lanes(
       epoch_size: unique training examples per epoch; `tasks.x_train` holds `N` = epochs x that.
       record: also return |y - s1| after each training Predict and each first-epoch validation
         Predict (0/1 errors for accuracy), NaN after an early stop: FEC's fingerprint inputs.
-      engine: "vm" (`azjax.vm`) or "switch" (the naive baseline `azjax.switch_vm`).
+      engine: what runs the programs: `VM` (`azjax.vm`), or e.g. the naive baseline
+        `azjax.switch_vm.ENGINE`.
     """
-    if engine not in _ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; expected one of {sorted(_ENGINES)}")
-    decode_fn, run_fn = _ENGINES[engine]
+    decode_fn, run_fn = engine
     P = program_lib.population_size(population)
     T, N, F = tasks.x_train.shape[-3:]
     Ev = tasks.x_valid.shape[-2]
@@ -181,18 +189,23 @@ def _lanes_examples(a, num_programs, task_ids=None):
     return jnp.broadcast_to(a, a.shape[:-1] + (num_programs,))
 
 
-def lane_seeds(key, num_programs: int, num_tasks: int, stream: int = 0) -> np.ndarray:
+def lane_seeds(key, num_programs: int, num_tasks: int, stream: int = 0, xp=np):
     """uint32 `[P, T]` seeds for the random ops, from a jax.random key (consumed); `stream`
-    tells apart several seed sets drawn from one key (a program's task groups).
+    tells apart several seed sets drawn from one key (a program's task groups). `xp`: numpy
+    (host, no device computation: a `jax.random` draw here cost an eager dispatch per call) or
+    jax.numpy (inside a jitted search step); both give the same seeds.
 
-    The key's words, hashed and expanded by the counter hash: no device computation (a
-    `jax.random` draw or split here cost an eager dispatch, ~0.4 ms, per VM request).
+    Seed (p, t) is the counter hash of the lane index p T + t, keyed by the key's words: a lane's
+    seed depends on its program's position p only, not on the batch it runs in.
     """
-    base = np.uint32(0x9E3779B9) ^ rng.lowbias32(np.uint32(stream))
-    for word in np.asarray(jax.random.key_data(key), np.uint32).reshape(-1):
-        base = rng.lowbias32(base ^ word) ^ np.uint32(0x9E3779B9)
-    lanes = np.arange(num_programs * num_tasks, dtype=np.uint32).reshape(num_programs, num_tasks)
-    return rng.lowbias32(rng.lowbias32(lanes) ^ base)
+    u = xp.uint32
+    words = jax.random.key_data(key).reshape(-1).astype(jnp.uint32)
+    base = u(0x9E3779B9) ^ rng.lowbias32(np.uint32(stream))
+    for i in range(words.shape[0]):
+        word = np.asarray(words[i]) if xp is np else words[i]
+        base = rng.lowbias32(base ^ word, xp) ^ u(0x9E3779B9)
+    lanes = xp.arange(num_programs * num_tasks, dtype=u).reshape(num_programs, num_tasks)
+    return rng.lowbias32(rng.lowbias32(lanes, xp) ^ base, xp)
 
 
 def combine(fitness, mode: str = "mean") -> np.ndarray:

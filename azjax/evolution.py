@@ -1,44 +1,54 @@
-"""Regularized (aging) evolution, batched (REFERENCE.md §7.1; paper §3).
+"""Regularized (aging) evolution as pure functions of a device state: init, ask, tell.
 
-The original is steady state: per step, one tournament (T indices with replacement, the fittest
-wins, the first seen on ties), one mutated child, evaluated, replacing the oldest individual. Here
-each generation draws K tournaments on the current population, mutates the K winners, evaluates
-the K children in one batch, and replaces the K oldest. K = 1 is exactly the original algorithm;
-larger K is what fills the VM's batches. The dynamics change with K: the K tournaments of a
-generation cannot pick each other's children, so selection lags by up to K/P of a population turn
-over (with K = P/10, a child's earliest possible reuse is one generation = 10% of a turnover later).
-`scripts/benchmark_search.py --children_per_generation=...` measures the effect on time-to-solve.
+The original (paper §3; regularized_evolution.cc) is steady state: per step, one tournament (T
+indices drawn with replacement, the fittest wins, the first drawn on ties), one mutated child,
+evaluated, replacing the oldest individual. Here each generation `ask`s for K children at once
+(K tournaments on the current population, the winners mutated), the caller scores them, and
+`tell` puts them in the K oldest slots. K = 1 is exactly the original; larger K fills the VM's
+batches. The dynamics change with K: a generation's tournaments cannot pick each other's
+children, so selection lags by up to K/P of a population turnover.
 
-Random search (`mode="random"`) uses the same loop with fresh random programs as children.
+The initial population is scored through the same loop: `init` draws the P initial programs,
+and the first ceil(P / K) generations `ask` for them, K at a time (`told` marks which of a
+partial last batch count), as the original's Init evaluates its slots in order.
+
+Everything is written for one experiment and is jit-, vmap- and scan-friendly: several
+experiments are `jax.vmap` of these functions over a leading axis of the state. A user with their
+own fitness function drives the loop directly (`children, state = ask(state, config)`, score them,
+`state = tell(state, children, fitness, config)`); `azjax.search` adds the built-in evaluation.
+
+Random search (`mode="random"`) asks for fresh random programs instead of mutated winners.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from azjax import generator, mutation
-from azjax import program as program_lib
-from azjax.program import Program, ProgramSpec
+from azjax import generator, mutation, rng
+from azjax.program import COMPONENTS, Program, ProgramSpec
 
 MODES = ("evolution", "random")
 
 
 @dataclasses.dataclass(frozen=True)
 class EvolutionConfig:
-    """Regularized-evolution settings (static). `sizes`: initial component sizes (size_init)."""
+    """Regularized-evolution settings (static, hashable).
+
+    `sizes`: the initial component sizes (the original's *_size_init); None takes the spec's
+    component sizes.
+    """
 
     spec: ProgramSpec
     mutation: mutation.MutationParams
-    sizes: tuple[int, int, int]
+    sizes: tuple[int, int, int] | None = None
     population_size: int = 1000
     tournament_size: int = 10
-    children_per_generation: int = 100
+    children_per_generation: int = 250
     initial_population: str = "RANDOM"
     mode: str = "evolution"
 
@@ -55,182 +65,142 @@ class EvolutionConfig:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         generator.canonical_name(self.initial_population)  # Raises on unknown names.
+        if self.sizes is None:
+            sizes = tuple(self.spec.component(c).size for c in COMPONENTS)
+            object.__setattr__(self, "sizes", sizes)
+        object.__setattr__(self, "sizes", tuple(int(s) for s in self.sizes))
 
 
 class PopulationState(NamedTuple):
-    """The evolving population and its bookkeeping (host numpy, except the typed PRNG key).
+    """One experiment's population and bookkeeping (device arrays).
 
     Slots are overwritten cyclically from `cursor`, so the slots at `cursor...` hold the oldest.
     """
 
     programs: Program  # [P]
-    fitness: np.ndarray  # float64 [P]
-    cursor: np.ndarray  # int64 []: the next slot to replace.
-    key: jax.Array  # typed PRNG key, advanced every generation.
-    num_individuals: np.ndarray  # int64 []
-    generation: np.ndarray  # int64 []
-    best_program: Program  # the best individual ever evaluated (unbatched).
-    best_fitness: np.ndarray  # float64 []
+    fitness: jax.Array  # float32 [P]
+    cursor: jax.Array  # int32 []: the next slot to replace.
+    num_individuals: jax.Array  # int32 []: children told so far (the initial ones included).
+    generation: jax.Array  # int32 []: tells so far.
+    key: jax.Array  # typed PRNG key, advanced by every ask.
+    best_program: Program  # The fittest individual ever told (unbatched).
+    best_fitness: jax.Array  # float32 []; -inf before the first tell.
+    best_individual: jax.Array  # int32 []: num_individuals when best_fitness last rose.
 
 
-def _to_numpy(tree):
-    return jax.tree_util.tree_map(np.asarray, tree)
-
-
-def init(key, evaluate, config: EvolutionConfig) -> PopulationState:
-    """Builds and evaluates the initial population. `evaluate(programs, key) -> fitness [K]`."""
-    programs, k_eval, key = initial_programs(key, config)
-    return from_evaluated(programs, evaluate(programs, k_eval), key, config)
-
-
-def initial_programs(key, config: EvolutionConfig):
-    """The initial population's programs `[P]`, the key to evaluate them with, and the key the
-    population state continues with (`init` = this, an evaluation, then `from_evaluated`)."""
-    k_init, k_eval, key = jax.random.split(key, 3)
-    return _to_numpy(_initial_population(k_init, config=config)), k_eval, key
-
-
-def from_evaluated(programs: Program, fitness, key, config: EvolutionConfig) -> PopulationState:
-    fitness = np.asarray(fitness, np.float64)
-    best = int(np.argmax(fitness))
+def init(key: jax.Array, config: EvolutionConfig) -> PopulationState:
+    """A population of P initial programs, not yet scored (the first generations ask for them).
+    The key is consumed."""
+    k_init, key = rng.split(key)
+    programs = generator.make_initial_population(
+        k_init, config.initial_population, config.spec, config.sizes, config.population_size
+    )
+    programs = jax.tree.map(jnp.asarray, programs)
+    zero = jnp.int32(0)
     return PopulationState(
         programs=programs,
-        fitness=fitness,
-        cursor=np.int64(0),
+        fitness=jnp.zeros(config.population_size, jnp.float32),
+        cursor=zero,
+        num_individuals=zero,
+        generation=zero,
         key=key,
-        num_individuals=np.int64(config.population_size),
-        generation=np.int64(0),
-        best_program=program_lib.index(programs, best),
-        best_fitness=np.float64(fitness[best]),
+        best_program=jax.tree.map(lambda x: x[0], programs),
+        best_fitness=jnp.float32(-jnp.inf),
+        best_individual=zero,
     )
 
 
-def tournament(key, ranks, num_children: int, tournament_size: int) -> jax.Array:
-    """Indices `[K]` of K tournament winners: T draws with replacement, the first-seen max wins.
-
-    `ranks` int32 `[P]` order the fitnesses exactly (equal fitness, equal rank), so selection is
-    decided in float64 even though the device computes in 32 bits.
-    """
-    P = ranks.shape[0]
-    contestants = jax.random.randint(key, (num_children, tournament_size), 0, P)
-    return contestants[jnp.arange(num_children), jnp.argmax(ranks[contestants], axis=1)]
+def tournament(key: jax.Array, fitness: jax.Array, num_children: int, tournament_size: int):
+    """Indices `[K]` of K tournament winners among `fitness` `[P]`: T draws with replacement,
+    the fittest wins, the first drawn on ties."""
+    P = fitness.shape[0]
+    contestants = generator.bits_below(rng.key_bits(key, (num_children, tournament_size)), P)
+    best = jnp.argmax(fitness[contestants], axis=1)
+    return jnp.take_along_axis(contestants, best[:, None], axis=1)[:, 0]
 
 
-def fitness_ranks(fitness: np.ndarray) -> np.ndarray:
-    """Dense int32 ranks of float64 fitnesses (ties share a rank)."""
-    return np.unique(fitness, return_inverse=True)[1].astype(np.int32).reshape(-1)
+def initializing(state: PopulationState, config: EvolutionConfig) -> jax.Array:
+    """bool []: the initial programs are still being scored."""
+    return state.num_individuals < config.population_size
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
-def _select_and_mutate(key, programs, ranks, *, config):
-    k_select, k_mutate = jax.random.split(key)
-    winners = tournament(k_select, ranks, config.children_per_generation, config.tournament_size)
-    parents = jax.tree_util.tree_map(lambda x: x[winners], programs)
-    return mutation.mutate_batch(k_mutate, parents, config.spec, config.mutation)
+def told(state: PopulationState, config: EvolutionConfig) -> jax.Array:
+    """bool `[K]`: which of the children `ask` returns `tell` will keep (all of them, except in
+    a partial last batch of initial programs)."""
+    P, K = config.population_size, config.children_per_generation
+    left = P - state.num_individuals
+    return jnp.where(initializing(state, config), jnp.arange(K) < left, True)
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
-def _propose_many(keys, programs, ranks, *, config):
-    """`propose` vmapped over E populations: keys `[E]`, programs `[E, P]`, ranks `[E, P]`."""
-
-    def one(key, programs, ranks):
-        key, k_children, k_eval = jax.random.split(key, 3)
-        if config.mode == "random":
-            return _random_children(k_children, config=config), k_eval, key
-        return _select_and_mutate(k_children, programs, ranks, config=config), k_eval, key
-
-    children, k_evals, nexts = jax.vmap(one)(keys, programs, ranks)
-    return children, jax.random.key_data(k_evals), jax.random.key_data(nexts)
-
-
-@functools.partial(jax.jit, static_argnames=("config",))
-def _initial_population(key, *, config):
-    return generator.make_initial_population(
-        key, config.initial_population, config.spec, config.sizes, config.population_size
-    )
-
-
-@functools.partial(jax.jit, static_argnames=("config",))
-def _random_children(key, *, config):
-    K = config.children_per_generation
-    return generator.make_initial_population(key, "RANDOM", config.spec, config.sizes, K)
-
-
-def make_children(key, state: PopulationState, config: EvolutionConfig) -> Program:
-    """K children: mutated tournament winners, or fresh random programs in random-search mode."""
-    if config.mode == "random":
-        return _to_numpy(_random_children(key, config=config))
-    ranks = fitness_ranks(state.fitness)
-    return _to_numpy(_select_and_mutate(key, state.programs, ranks, config=config))
-
-
-def step(state: PopulationState, evaluate, config: EvolutionConfig) -> PopulationState:
-    """One generation: K children evaluated together replace the K oldest individuals."""
-    ((children, k_eval, key),) = propose([state], config)
-    return accept(state, children, evaluate(children, k_eval), key, config)
-
-
-def propose(states, config: EvolutionConfig) -> list:
-    """For each population: its generation's K children (`make_children`), the key to evaluate
-    them with and the population's next key (`step` = this, an evaluation, then `accept`).
-    Several populations (concurrent experiments) share one device call; each gets exactly the
-    children it would get alone."""
-    keys = jnp.stack([s.key for s in states])
-    programs = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *(s.programs for s in states))
-    ranks = np.stack([fitness_ranks(s.fitness) for s in states])
-    children, k_evals, nexts = _to_numpy(_propose_many(keys, programs, ranks, config=config))
-    # Keys rebuilt from host words: indexing a device array of typed keys is an eager dispatch
-    # (~0.25 ms each, two per population and generation).
-    wrap = functools.partial(jax.random.wrap_key_data, impl=jax.random.key_impl(keys))
-    return [
-        (jax.tree_util.tree_map(lambda x, e=e: x[e], children), wrap(k_evals[e]), wrap(nexts[e]))
-        for e in range(len(states))
-    ]
-
-
-def accept(state: PopulationState, children, fitness, key, config) -> PopulationState:
-    """The evaluated children replace the K oldest individuals."""
-    fitness = np.asarray(fitness, np.float64)
+def _slots(state: PopulationState, config: EvolutionConfig) -> jax.Array:
     K, P = config.children_per_generation, config.population_size
-    slots = (int(state.cursor) + np.arange(K)) % P
-    programs = jax.tree_util.tree_map(
-        lambda pop, kids: _replace_rows(pop, slots, kids), state.programs, children
+    return (state.cursor + jnp.arange(K)) % P
+
+
+def ask(state: PopulationState, config: EvolutionConfig) -> tuple[Program, PopulationState]:
+    """K children `[K]` and the state with its key advanced: the next initial programs while
+    initializing, else mutated tournament winners (fresh random programs in random mode)."""
+    K = config.children_per_generation
+    key, k_children = rng.split(state.key)
+    if config.mode == "random":
+        new = generator.make_initial_population(k_children, "RANDOM", config.spec, config.sizes, K)
+    else:
+        k_select, k_mutate = rng.split(k_children)
+        winners = tournament(k_select, state.fitness, K, config.tournament_size)
+        parents = jax.tree.map(lambda x: x[winners], state.programs)
+        new = mutation.mutate_batch(k_mutate, parents, config.spec, config.mutation)
+    initial = jax.tree.map(lambda x: x[_slots(state, config)], state.programs)
+    first = initializing(state, config)
+    children = jax.tree.map(lambda a, b: jnp.where(first, a, b), initial, new)
+    return children, state._replace(key=key)
+
+
+def tell(
+    state: PopulationState,
+    children: Program,
+    fitness: jax.Array,
+    config: EvolutionConfig,
+    *,
+    mask: jax.Array | None = None,
+) -> PopulationState:
+    """The scored children (`ask`'s, fitness float `[K]`; NaN counts as -inf) replace the
+    oldest individuals. `mask` bool `[K]`: only these children count (default: all)."""
+    P = config.population_size
+    fitness = jnp.asarray(fitness, jnp.float32)
+    fitness = jnp.where(jnp.isnan(fitness), -jnp.inf, fitness)
+    keep = told(state, config) if mask is None else told(state, config) & mask
+    position = jnp.cumsum(keep) - 1  # Kept children fill the oldest slots, in order.
+    slots = jnp.where(keep, (state.cursor + position) % P, P)  # Out of range: dropped.
+    n = jnp.sum(keep, dtype=jnp.int32)
+    candidates = jnp.where(keep, fitness, -jnp.inf)
+    best = jnp.argmax(candidates)
+    better = candidates[best] > state.best_fitness
+    individuals = state.num_individuals + n
+    return state._replace(
+        programs=jax.tree.map(
+            lambda pop, kids: pop.at[slots].set(kids, mode="drop"), state.programs, children
+        ),
+        fitness=state.fitness.at[slots].set(fitness, mode="drop"),
+        cursor=(state.cursor + n) % P,
+        num_individuals=individuals,
+        generation=state.generation + 1,
+        best_program=jax.tree.map(
+            lambda old, kids: jnp.where(better, kids[best], old), state.best_program, children
+        ),
+        best_fitness=jnp.where(better, candidates[best], state.best_fitness),
+        best_individual=jnp.where(better, individuals, state.best_individual),
     )
-    all_fitness = state.fitness.copy()
-    all_fitness[slots] = fitness
-    best = int(np.argmax(fitness))
-    better = fitness[best] > state.best_fitness
-    return PopulationState(
-        programs=programs,
-        fitness=all_fitness,
-        cursor=np.int64((int(state.cursor) + K) % P),
-        key=key,
-        num_individuals=np.int64(state.num_individuals + K),
-        generation=np.int64(state.generation + 1),
-        best_program=program_lib.index(children, best) if better else state.best_program,
-        best_fitness=np.float64(fitness[best]) if better else state.best_fitness,
-    )
 
 
-def _replace_rows(pop: np.ndarray, slots: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    out = np.array(pop, copy=True)
-    out[slots] = rows
-    return out
-
-
-def best_of_population(state: PopulationState) -> tuple[Program, float]:
+def best_of_population(state: PopulationState) -> tuple[Program, jax.Array]:
     """The original's candidate: the population's fittest individual (the first on ties)."""
-    i = int(np.argmax(state.fitness))
-    return program_lib.index(state.programs, i), float(state.fitness[i])
+    i = jnp.argmax(state.fitness)
+    return jax.tree.map(lambda x: x[i], state.programs), state.fitness[i]
 
 
-def population_stats(state: PopulationState) -> dict[str, float]:
-    """mean, stdev (population, as the original) and best fitness of the current population."""
-    return fitness_stats(state.fitness)
-
-
-def fitness_stats(f: np.ndarray) -> dict[str, float]:
-    """`population_stats` of any fitness array (e.g. several populations' together)."""
+def fitness_stats(fitness) -> dict[str, float]:
+    """mean, stdev (population, as the original's progress lines) and best of fitnesses."""
+    f = np.asarray(fitness, np.float64)
     return {
         "mean": float(f.mean()),
         "stdev": float(np.sqrt(max(f.var(), 0.0))),

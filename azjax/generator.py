@@ -232,8 +232,7 @@ def _drawable_ops(spec: ProgramSpec, component: str) -> np.ndarray:
     return np.asarray(ops, np.int32)
 
 
-# Draws from raw uint32 bits. One `jax.random.bits` call per public function feeds every choice
-# (each threefry call costs ~0.2 s of XLA compile on CPU, and mutation needs dozens of draws).
+# Draws from raw uint32 bits. One `rng.key_bits` call per public function feeds every choice.
 
 BITS_PER_INSTRUCTION = 7  # op, in1, in2, out, c0, c1, c2
 
@@ -304,7 +303,7 @@ def random_instruction(key: jax.Array, spec: ProgramSpec, component: str):
     Returns:
       (code int32 [4] = (op, in1, in2, out), consts float32 [3]).
     """
-    bits = jax.random.bits(key, (BITS_PER_INSTRUCTION,), jnp.uint32)
+    bits = rng.key_bits(key, (BITS_PER_INSTRUCTION,))
     return instruction_from_bits(bits, spec, component)
 
 
@@ -334,7 +333,7 @@ def random_component(
       Component with code [L, 4], consts [L, 3] for L = `spec.<component>.size`.
     """
     size = spec.component(component).size
-    bits = jax.random.bits(key, (size, BITS_PER_INSTRUCTION), jnp.uint32)
+    bits = rng.key_bits(key, (size, BITS_PER_INSTRUCTION))
     return component_from_bits(bits, spec, component, length)
 
 
@@ -351,7 +350,7 @@ def random_algorithm(key: jax.Array, spec: ProgramSpec, sizes: SizesLike) -> Pro
     """
     size_init = _sizes(spec, sizes)
     base = no_op_algorithm(spec, size_init)
-    keys = jax.random.split(key, len(COMPONENTS))
+    keys = rng.split(key, len(COMPONENTS))
     comps = []
     for k, c in zip(keys, COMPONENTS, strict=True):
         if is_frozen(spec, c):
@@ -410,5 +409,5 @@ def make_initial_population(
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
 def _population(key, fn, spec, sizes, population_size):
-    keys = jax.random.split(key, population_size)
+    keys = rng.split(key, population_size)
     return jax.vmap(lambda k: fn(k, spec, sizes))(keys)

@@ -6,7 +6,7 @@ is uniform over `MutationParams.allowed_mutation_types` (duplicates weight), the
 over the non-frozen ones (non-empty op list), positions uniform. `mutate_batch` vmaps it.
 
 Every function is pure and jit/vmap friendly (`spec` and `params` are static and hashable). All
-draws come from one `jax.random.bits` call; per-op-class choices are table lookups, and every
+draws come from one `rng.key_bits` call; per-op-class choices are table lookups, and every
 allowed mutation type is computed (they are a few tiny array ops, and vmap would evaluate all
 branches of a `lax.switch` anyway) and one is selected with `jnp.where`. Padding slots
 (>= length) always stay all-zero.
@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from azjax import generator
+from azjax import generator, rng
 from azjax import ops as ops_lib
 from azjax.program import COMPONENTS, Component, Program, ProgramSpec
 
@@ -208,7 +208,7 @@ def alter_instruction(key: jax.Array, code: jax.Array, consts: jax.Array, spec: 
     Returns:
       (code, consts) of the altered instruction.
     """
-    bits = jax.random.bits(key, (ALTER_BITS,), jnp.uint32)
+    bits = rng.key_bits(key, (ALTER_BITS,))
     return alter_from_bits(
         bits, jnp.asarray(code, jnp.int32), jnp.asarray(consts, jnp.float32), spec
     )
@@ -369,7 +369,7 @@ def mutate_with_info(
     distinct = sorted(set(types))
     # One threefry call feeds every draw: 3 words here, then one pool per mutable component.
     pool_sizes = {i: _Draws.pool_size(spec, COMPONENTS[i]) for i in mutable}
-    bits = jax.random.bits(key, (3 + sum(pool_sizes.values()),), jnp.uint32)
+    bits = rng.key_bits(key, (3 + sum(pool_sizes.values()),))
     if params.mutate_prob >= 1.0:
         mutated = jnp.bool_(True)
     else:
@@ -410,5 +410,5 @@ def mutate_batch(
     key: jax.Array, parents: Program, spec: ProgramSpec, params: MutationParams
 ) -> Program:
     """`mutate` vmapped over a population (leading axis P), one subkey per parent."""
-    keys = jax.random.split(key, np.shape(parents.predict.length)[0])
+    keys = rng.split(key, np.shape(parents.predict.length)[0])
     return jax.vmap(lambda k, p: mutate(k, p, spec, params))(keys, parents)

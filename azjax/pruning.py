@@ -46,7 +46,6 @@ from typing import NamedTuple
 import numpy as np
 
 from azjax import ops as ops_lib
-from azjax.fec import hash_rows
 from azjax.program import (
     COMPONENTS,
     FEATURES_VECTOR,
@@ -80,10 +79,6 @@ _NUM_CONSTS_USED = {
 _CONSTS_USED = np.array(
     [[j < _NUM_CONSTS_USED[op.data] for j in range(ops_lib.NUM_CONSTS)] for op in ops_lib.OPS]
 )
-
-# Arbitrary, fixed: hashes are stored in checkpoints (a change to the hashing only costs the
-# structural cache of a resumed run its hits: old keys never match again).
-_HASH_SEED = 0x5EED_0F_A21A7
 
 # A live set is a bitmask over all addresses: bit s_a = a, v_a = S + a, m_a = S + V + a, stored
 # in W = ceil((S + V + M) / 64) uint64 words. Arrays of sets are [..., P] when W == 1 (every spec
@@ -289,45 +284,3 @@ def prune(population: Program, spec: ProgramSpec, *, canonicalize: bool = True) 
     if not batched:
         pruned = Program(*(Component(*(x[0] for x in comp)) for comp in pruned))
     return pruned
-
-
-def program_hashes(population: Program, *, train_counts=None) -> np.ndarray:
-    """Structural 64-bit hash of each program's code and constants (all three components).
-
-    Hash equality means bitwise-identical `code` and `consts` (up to 2^-64 collisions; a single
-    changed word always changes the hash). Constants are compared bitwise and -0.0 is NOT
-    merged with +0.0: the two are observably different (1 / -0.0 = -inf).
-    `length` is not hashed (slots past the last live one are NO_OPs, which the VM skips).
-
-    Args:
-      population: a Program, batched ([P]) or unbatched ([]); normally the output of `prune`.
-      train_counts: optional int [P] or [P, G] (unbatched: [] or [G]), mixed in: the budgeted
-        number of training examples (per task group), which depends on the unpruned program
-        (module docstring). Pass per-group counts rather than their sum, which can collide.
-
-    Returns:
-      uint64 [P] (or a 0-d array for an unbatched program).
-    """
-    batched = np.ndim(population.predict.length) == 1
-    lead = np.shape(population.predict.length)
-    parts = []  # uint32 [..., n] each; little-endian pairs of them make the uint64 words.
-    for c in COMPONENTS:
-        comp = getattr(population, c)
-        for x in (np.asarray(comp.code, "<i4"), np.asarray(comp.consts, "<f4")):
-            parts.append(_flatten(np.ascontiguousarray(x).view("<u4"), lead))
-    if train_counts is not None:
-        counts = np.asarray(train_counts, np.int64)
-        if counts.shape[: len(lead)] != lead:
-            raise ValueError(
-                f"train_counts must have shape {lead} or {lead} + (G,), got {counts.shape}"
-            )
-        parts.append(_flatten(_flatten(counts.astype("<u8"), lead).view("<u4"), lead))
-    parts.append(np.zeros(lead + (sum(x.shape[-1] for x in parts) % 2,), "<u4"))
-    words = np.concatenate(parts, axis=-1).view("<u8").astype(np.uint64, copy=False)
-    hashes = hash_rows(words, seed=_HASH_SEED)
-    return hashes if batched else np.asarray(hashes)
-
-
-def _flatten(x: np.ndarray, lead: tuple[int, ...]) -> np.ndarray:
-    """Reshapes x [*lead, ...] to [*lead, n] (also when lead holds a 0)."""
-    return x.reshape(lead + (int(np.prod(x.shape[len(lead) :])),))

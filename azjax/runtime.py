@@ -16,11 +16,14 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 PROGRAMS_AXIS = "programs"
-DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "azjax", "jax")
+DEFAULT_CACHE_DIR = os.environ.get(
+    "AZJAX_COMPILATION_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "azjax", "jax")
+)
 
 
 def configure(*, num_cpu_devices: int | None = None, cache_dir: str | None = DEFAULT_CACHE_DIR):
-    """Sets the CPU device count (default: one per available core) and the persistent cache.
+    """Sets the CPU device count (default: one per available core) and the persistent cache
+    (default: $AZJAX_COMPILATION_CACHE_DIR, else ~/.cache/azjax/jax).
 
     Must run before JAX initializes its backends; a later call raises a RuntimeError naming the fix.
     """
@@ -53,3 +56,42 @@ def program_mesh(devices=None) -> Mesh:
 def replicate(tree, mesh: Mesh):
     """Places a pytree on every device of the mesh."""
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",  # Includes the read on a persistent-cache hit.
+)
+CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+
+
+class CompileLog:
+    """Wall time JAX spends tracing, lowering and compiling, and persistent-cache hits.
+
+    Listens to jax.monitoring's event spans and measures their union: nested jits record nested
+    trace spans, so summing the durations would count them twice.
+    """
+
+    def __init__(self):
+        self.reset()
+        jax.monitoring.register_event_time_span_listener(self._on_span)
+        jax.monitoring.register_event_listener(self._on_event)
+
+    def reset(self):
+        self.spans, self.cache_hits = [], 0
+
+    @property
+    def seconds(self) -> float:
+        total, covered = 0.0, -np.inf
+        for start, end in sorted(self.spans):
+            total += max(0.0, end - max(start, covered))
+            covered = max(covered, end)
+        return total
+
+    def _on_span(self, event, start_time, end_time, **kwargs):
+        if event in COMPILE_EVENTS:
+            self.spans.append((start_time, end_time))
+
+    def _on_event(self, event, **kwargs):
+        self.cache_hits += event == CACHE_HIT_EVENT

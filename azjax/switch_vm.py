@@ -4,7 +4,7 @@ This is design (a) of VM_DESIGN.md §3, the "obvious" JAX interpreter: per lane,
 slots whose body is a `lax.switch` on the opcode, each branch returning the whole memory updated
 with `.at[].set`, all `vmap`ed over lanes. Under `vmap` the switch becomes a select over every
 branch's full memory, which is why `azjax.vm` groups results by output kind instead. It plugs into
-`azjax.evaluation.evaluate_lanes(..., engine="switch")` with the same protocol and semantics, and
+`azjax.evaluation.evaluate_lanes(..., engine=ENGINE)` with the same protocol and semantics, and
 shares the op kernels, so benchmarks compare the two execution strategies and nothing else.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from azjax import evaluation, rng
 from azjax import ops as ops_lib
-from azjax import rng
 from azjax.kernels import KERNELS, Operands
 from azjax.program import Component
 from azjax.vm import Memory
@@ -91,3 +91,6 @@ def run_component(
     dec = {k: jnp.tile(v, (1, T)) for k, v in dec.items()}
     out = jax.vmap(one_lane, in_axes=(-1, -1, 0), out_axes=-1)(stacked, dec, seeds.reshape(-1))
     return Memory(*(tuple(x.reshape(x.shape[:-1] + (T, P))) for x in out))
+
+
+ENGINE = evaluation.Engine(decode, run_component)  # For `evaluation.evaluate_lanes(engine=...)`.

@@ -95,6 +95,17 @@ class TaskSpec:
     fixed_x_valid: tuple[tuple[float, ...], ...] = ()
     fixed_y_valid: tuple[float, ...] = ()
 
+    @property
+    def info(self) -> TaskInfo:
+        """The static facts of the tasks this spec makes."""
+        return TaskInfo(
+            eval_type=self.eval_type,
+            epoch_size=self.num_train_examples,
+            num_tasks=self.num_tasks,
+            feature_size=self.feature_size,
+            num_train_epochs=self.num_train_epochs,
+        )
+
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"TaskSpec.kind must be one of {KINDS}, got {self.kind!r}")
@@ -481,14 +492,7 @@ def make_tasks(spec: TaskSpec) -> tuple[TaskSet, TaskInfo]:
             x_tr, y_tr, jnp.asarray(data_seeds, jnp.uint32), num_epochs=spec.num_train_epochs
         )
     taskset = TaskSet(x_tr, y_tr, jnp.asarray(x_va, jnp.float32), jnp.asarray(y_va, jnp.float32))
-    info = TaskInfo(
-        eval_type=spec.eval_type,
-        epoch_size=spec.num_train_examples,
-        num_tasks=spec.num_tasks,
-        feature_size=spec.feature_size,
-        num_train_epochs=spec.num_train_epochs,
-    )
-    return taskset, info
+    return taskset, spec.info
 
 
 def make_collection(specs: Sequence[TaskSpec]) -> list[tuple[TaskSet, TaskInfo]]:

@@ -7,7 +7,7 @@ Two tables, every engine measured in the same run on the same programs and tasks
   2. configurations ("evaluations/s"): the demo (random programs, sizes 10/2/8, 4/3/1 memory) and
      the nonlinear test (NEURAL_NET with one ALTER_PARAM or RANDOMIZE_INSTRUCTION mutation each,
      5/9/2 memory, one teacher task with 1000 train + 100 valid examples).
-Engines: `vm` (azjax.evaluator.run_chunked, chunks spread over every CPU device), `vm_1dev` (the
+Engines: `vm` (azjax.scoring.run_chunked, chunks spread over every CPU device), `vm_1dev` (the
 same on one device), `switch` (the naive lax.switch VM, a smaller population) and `numpy`
 (azjax.reference, one program and task at a time, a few programs).
 
@@ -40,7 +40,17 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from azjax import evaluation, evaluator, generator, mutation, ops, reference, runtime, tasks
+from azjax import (
+    evaluation,
+    generator,
+    mutation,
+    ops,
+    reference,
+    runtime,
+    scoring,
+    switch_vm,
+    tasks,
+)
 from azjax import program as program_lib
 from azjax.program import ComponentSpec, ProgramSpec
 
@@ -49,12 +59,6 @@ OP_SETS = {"demo": ops.DEMO_OPS, "full": ops.ALL_OPS}
 CONFIGS = ("demo", "nonlinear")
 _PROBE_MARK = "BENCHMARK_VM_PROBE "
 PROBE_HASH_SEED = "0"
-_COMPILE_EVENTS = (
-    "/jax/core/compile/jaxpr_trace_duration",
-    "/jax/core/compile/jaxpr_to_mlir_module_duration",
-    "/jax/core/compile/backend_compile_duration",  # Includes the read on a persistent-cache hit.
-)
-_CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
 
 _POPULATION = flags.DEFINE_integer("population_size", 2000, "Programs per call of the VM engines.")
 _SWITCH_POPULATION = flags.DEFINE_integer(
@@ -70,7 +74,7 @@ _ENGINES = flags.DEFINE_list("engines", ",".join(ENGINES), f"Engines, from {ENGI
 _OUTPUT = flags.DEFINE_string("output", "workdir/benchmark_vm.json", "JSON file to write.")
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes (smoke test); explicit flags still win.")
 _CHUNK_SIZE = flags.DEFINE_integer(
-    "chunk_size", evaluator.EvaluatorConfig.chunk_size, "Programs per VM call (run_chunked)."
+    "chunk_size", scoring.DEFAULT_CHUNK_SIZE, "Programs per VM call (run_chunked)."
 )
 _NUM_TASKS = flags.DEFINE_integer("num_tasks", 10, "T, linear tasks of table 1 and the demo.")
 _NUM_TRAIN = flags.DEFINE_integer("num_train", 100, "Train examples per linear task.")
@@ -197,37 +201,6 @@ def make_population(key: jax.Array, w: Workload, size: int) -> program_lib.Progr
     return jax.tree.map(np.asarray, pop)
 
 
-class CompileLog:
-    """Wall time JAX spends tracing, lowering and compiling, and persistent-cache hits.
-
-    Listens to jax.monitoring's event spans and measures their union: nested jits record nested
-    trace spans, so summing the durations would count them twice.
-    """
-
-    def __init__(self):
-        self.reset()
-        jax.monitoring.register_event_time_span_listener(self._on_span)
-        jax.monitoring.register_event_listener(self._on_event)
-
-    def reset(self):
-        self.spans, self.cache_hits = [], 0
-
-    @property
-    def seconds(self) -> float:
-        total, covered = 0.0, -np.inf
-        for start, end in sorted(self.spans):
-            total += max(0.0, end - max(start, covered))
-            covered = max(covered, end)
-        return total
-
-    def _on_span(self, event, start_time, end_time, **kwargs):
-        if event in _COMPILE_EVENTS:
-            self.spans.append((start_time, end_time))
-
-    def _on_event(self, event, **kwargs):
-        self.cache_hits += event == _CACHE_HIT_EVENT
-
-
 class Data(NamedTuple):
     """A workload's programs, lane seeds `[P, T]` and tasks, placed for each engine."""
 
@@ -235,15 +208,14 @@ class Data(NamedTuple):
     seeds: np.ndarray
     taskset: tasks.TaskSet
     info: tasks.TaskInfo
-    config: evaluator.EvaluatorConfig
+    chunk_size: int
 
 
 def make_data(w: Workload, size: int) -> Data:
     key_programs, key_seeds = jax.random.split(jax.random.key(_value(_SEED)))
     taskset, info = tasks.make_tasks(w.task_spec)
     seeds = evaluation.lane_seeds(key_seeds, size, info.num_tasks)
-    config = evaluator.EvaluatorConfig(spec=w.spec, chunk_size=_value(_CHUNK_SIZE))
-    return Data(make_population(key_programs, w, size), seeds, taskset, info, config)
+    return Data(make_population(key_programs, w, size), seeds, taskset, info, _value(_CHUNK_SIZE))
 
 
 def engine_fn(engine: str, w: Workload, d: Data):
@@ -251,10 +223,12 @@ def engine_fn(engine: str, w: Workload, d: Data):
     P = program_lib.population_size(d.population)
     if engine in ("vm", "vm_1dev"):
         mesh = runtime.program_mesh(jax.devices()[:1] if engine == "vm_1dev" else None)
-        (group,) = evaluator.place_collection([(d.taskset, d.info)], mesh=mesh)
+        (group,) = scoring.place_collection([(d.taskset, d.info)], mesh=mesh)
 
         def run_vm():
-            return evaluator.run_chunked(d.population, group, d.seeds, config=d.config).fitness
+            return scoring.run_chunked(
+                d.population, group, d.seeds, spec=w.spec, chunk_size=d.chunk_size
+            ).fitness
 
         return P, run_vm
     if engine == "switch":
@@ -270,7 +244,7 @@ def engine_fn(engine: str, w: Workload, d: Data):
                 spec=w.spec,
                 eval_type=info.eval_type,
                 epoch_size=info.epoch_size,
-                engine="switch",
+                engine=switch_vm.ENGINE,
             ).fitness
 
         return n, run_switch
@@ -294,7 +268,7 @@ def engine_fn(engine: str, w: Workload, d: Data):
     return n, run_numpy
 
 
-def measure(engine: str, w: Workload, d: Data, log: CompileLog) -> dict:
+def measure(engine: str, w: Workload, d: Data, log: runtime.CompileLog) -> dict:
     """Warm-up (compile) and timed calls of one engine; one result row."""
     n, fn = engine_fn(engine, w, d)
     log.reset()
@@ -332,7 +306,7 @@ def measure(engine: str, w: Workload, d: Data, log: CompileLog) -> dict:
 def save_chunk(path: str, d: Data) -> None:
     """Writes the first programs of a workload and their seeds, for a compile probe."""
     # One chunk per device: run_chunked then picks the same chunk shape as for the whole population.
-    n = min(program_lib.population_size(d.population), d.config.chunk_size * jax.device_count())
+    n = min(program_lib.population_size(d.population), d.chunk_size * jax.device_count())
     arrays = {
         f"{c}.{f}": x[:n]
         for c, comp in zip(program_lib.COMPONENTS, d.population, strict=True)
@@ -350,8 +324,7 @@ def load_chunk(path: str, w: Workload) -> Data:
         ]
         seeds = f["seeds"]
     taskset, info = tasks.make_tasks(w.task_spec)
-    config = evaluator.EvaluatorConfig(spec=w.spec, chunk_size=_value(_CHUNK_SIZE))
-    return Data(program_lib.Program(*comps), seeds, taskset, info, config)
+    return Data(program_lib.Program(*comps), seeds, taskset, info, _value(_CHUNK_SIZE))
 
 
 def run_probe(name: str, data_path: str) -> dict:
@@ -359,7 +332,7 @@ def run_probe(name: str, data_path: str) -> dict:
     table, _, which = name.partition(":")
     w = make_workload(table, which)
     _, fn = engine_fn("vm", w, load_chunk(data_path, w))
-    log = CompileLog()  # Counts the call only, not making the tasks.
+    log = runtime.CompileLog()  # Counts the call only, not making the tasks.
     start = time.perf_counter()
     jax.block_until_ready(fn())
     return dict(
@@ -505,7 +478,7 @@ def describe(w: Workload) -> dict:
 
 def run_benchmark() -> dict:
     """Every selected workload x engine, and the compile probes; the JSON-able result."""
-    facts, log = machine_facts(), CompileLog()
+    facts, log = machine_facts(), runtime.CompileLog()
     workloads = [make_workload("op_sets", n) for n in _OP_SETS.value]
     workloads += [make_workload("configs", n) for n in _CONFIGS.value]
     rows, probes = [], []

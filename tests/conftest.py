@@ -1,4 +1,4 @@
-"""Shared test setup: float32 VM, tiny default sizes, a persistent compile cache for speed."""
+"""Shared test setup: two CPU devices (so sharded paths run), a persistent compile cache."""
 
 import os
 
@@ -6,9 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-jax.config.update(
-    "jax_compilation_cache_dir", os.path.join(os.path.dirname(__file__), "..", ".jax_cache")
-)
+CACHE_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".jax_cache"))
+jax.config.update("jax_num_cpu_devices", 2)
+jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from azjax import caches
 from azjax.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from azjax.fec import FECCache
 
 
 class Inner(NamedTuple):
@@ -77,15 +77,17 @@ def test_round_trip_exact(tmp_path):
     assert str(restored.keys.dtype) == "key<rbg>"
 
 
-def test_fec_cache_state_round_trip(tmp_path):
-    cache = FECCache(16, forget_every=5)
-    cache.insert(np.arange(20, dtype=np.uint64), np.linspace(0, 1, 20))
-    cache.lookup(np.arange(10, 20, dtype=np.uint64))
-    save_checkpoint(tmp_path / "fec.npz", {"fec": cache.state_arrays()}, {})
-    like = {"fec": FECCache(16, forget_every=5).state_arrays()}
-    restored, _ = load_checkpoint(tmp_path / "fec.npz", like)
-    again = FECCache.from_state_arrays(restored["fec"])
-    assert_same(cache.state_arrays(), again.state_arrays())
+def test_cache_table_round_trip(tmp_path):
+    table = caches.empty(16)
+    keys = jnp.stack([jnp.arange(20, dtype=jnp.uint32)] * 2, -1)
+    q = caches.query(table, keys, jnp.ones(20, bool))
+    table = caches.update(
+        table, q, keys, jnp.linspace(0, 1, 20), q.is_first, clock=3, forget_every=5
+    )
+    save_checkpoint(tmp_path / "fec.npz", {"fec": table}, {})
+    restored, _ = load_checkpoint(tmp_path / "fec.npz", {"fec": caches.empty(16)})
+    assert_same({"fec": table}, restored)
+    assert int(restored["fec"].counts.sum()) == 16  # 20 keys, 16 entries: full.
 
 
 def test_failed_write_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):

@@ -1,21 +1,29 @@
-"""Batched evaluation (`azjax.evaluation`, `azjax.evaluator`) against the reference protocol.
+"""Batched evaluation (`azjax.evaluation`, `azjax.scoring`) against the reference protocol.
 
 Random programs over the full op set (random ops included) on linear, teacher and projected-binary
 digits tasks must score what `azjax.reference.evaluate` scores with the same lane seeds; the
 "switch" engine must agree with the VM; the hand-written algorithms must learn; NaN/inf programs
-score 0 in isolation; the train budget, `score` and `SearchEvaluator` (dedupe and FEC hits) are
-checked end to end; and the FEC records match `reference.fec_errors`.
+score 0 in isolation; the train budget and `score` are checked end to end; and the FEC records
+match `reference.fec_errors`.
 """
 
-import dataclasses
 import functools
 
 import jax
 import numpy as np
 import pytest
 
-from azjax import budget, evaluation, generator, ops, pruning, tasks
-from azjax import evaluator as evaluator_lib
+from azjax import (
+    budget,
+    device_pruning,
+    evaluation,
+    generator,
+    ops,
+    pruning,
+    scoring,
+    switch_vm,
+    tasks,
+)
 from azjax import program as program_lib
 from azjax import reference as ref
 from azjax.program import ComponentSpec, Instruction, ProgramSpec
@@ -288,7 +296,7 @@ POISON = {
 @functools.cache
 def linear_group():
     collection = [big_tasks("linear")]
-    (group,) = evaluator_lib.place_collection(collection, fec_num_train=10, fec_num_valid=10)
+    (group,) = scoring.place_collection(collection)
     return group
 
 
@@ -296,8 +304,7 @@ def run_lin(programs, seed=0):
     """Fitness [P, 10] of SPEC_LIN programs on the demo's linear tasks, via run_chunked."""
     population = program_lib.stack(programs)
     seeds = evaluation.lane_seeds(jax.random.key(seed), len(programs), LINEAR_TASKS.num_tasks)
-    config = evaluator_lib.EvaluatorConfig(spec=SPEC_LIN)
-    return evaluator_lib.run_chunked(population, linear_group(), seeds, config=config).fitness
+    return scoring.run_chunked(population, linear_group(), seeds, spec=SPEC_LIN).fitness
 
 
 def linear(learning_rate=LEARNING_RATE):
@@ -344,17 +351,15 @@ def random_programs(r, spec, sizes, num_programs):
 def test_switch_engine_scores_as_the_vm():
     """LINEAR and 3 random programs (gaussian-set ops in Learn) on the demo's 10 linear tasks."""
     programs = [linear()] + random_programs(np.random.default_rng(3), SPEC_LIN, (3, 2, 6), 3)
-    fit_vm = run_lin(programs, seed=4)  # The VM, through evaluator.run_chunked.
+    fit_vm = run_lin(programs, seed=4)  # The VM, through scoring.run_chunked.
     taskset, info = linear_group().tasks, linear_group().info
     seeds = evaluation.lane_seeds(jax.random.key(4), len(programs), info.num_tasks)
     population = program_lib.stack(programs)
     fit_sw = np.asarray(
-        evaluate(population, taskset, info, seeds, SPEC_LIN, engine="switch").fitness
+        evaluate(population, taskset, info, seeds, SPEC_LIN, engine=switch_vm.ENGINE).fitness
     )
     np.testing.assert_allclose(fit_sw, fit_vm, rtol=0, atol=1e-6)
     assert (fit_vm[1:] > 0).mean() > 0.5 and len(np.unique(fit_vm[1:])) > 10
-    with pytest.raises(ValueError, match="engine"):
-        evaluate(population, taskset, info, seeds, SPEC_LIN, engine="nope")
 
 
 def test_neural_net_beats_linear_on_teacher_tasks():
@@ -391,78 +396,26 @@ def test_train_budget_rejects_an_overlong_program_and_score_gives_it_zero():
     n = LINEAR_TASKS.num_train_examples
     np.testing.assert_array_equal(budget.train_examples(population, baseline, n), [n, n, 0])
     groups = [linear_group()]
-    config = evaluator_lib.EvaluatorConfig(spec=SPEC_LIN)
     key = jax.random.key(1)
-    unlimited = evaluator_lib.score(population, groups, key, config=config)
-    limited = evaluator_lib.score(population, groups, key, config=config, baseline=baseline)
+    unlimited = scoring.score(population, groups, key, spec=SPEC_LIN)
+    limited = scoring.score(population, groups, key, spec=SPEC_LIN, baseline=baseline)
     assert unlimited.shape == limited.shape == (3, 10)
     assert unlimited[2].min() > 0.9999  # The extra instruction is dead: as good as LINEAR...
     np.testing.assert_array_equal(limited[2], 0.0)  # ...but over budget.
     np.testing.assert_array_equal(limited[:2], unlimited[:2])
 
 
-def _swapped_product(program):
-    """LINEAR with `s3 = s2 * s3` written `s3 = s3 * s2`: other code, same values bit for bit."""
-    learn = program_lib.instructions(program.learn)
-    learn[1] = learn[1]._replace(in1=learn[1].in2, in2=learn[1].in1)
-    return program_lib.make_program(
-        SPEC_LIN,
-        program_lib.instructions(program.setup),
-        program_lib.instructions(program.predict),
-        learn,
-    )
-
-
-def test_search_evaluator_matches_score_and_counts_dedupe_and_fec_hits():
-    baseline = generator.neural_net_algorithm(SPEC_NN, NN_SIZES)
-    children = [linear(), linear(0.1), overlong_linear()]
-    config = evaluator_lib.EvaluatorConfig(spec=SPEC_LIN)
-    ev = evaluator_lib.SearchEvaluator([linear_group()], config=config, baseline=baseline)
-    batch = program_lib.stack(children)
-
-    first = ev.evaluate(batch, jax.random.key(0))
-    scored = evaluator_lib.score(
-        batch, [linear_group()], jax.random.key(5), config=config, baseline=baseline
-    )
-    np.testing.assert_allclose(first, evaluation.combine(scored), rtol=0, atol=1e-6)
-    assert first[0] > 0.9999 and first[2] == 0.0
-    c = ev.counters.as_dict()
-    assert (c["children"], c["budget_rejected"], c["dedupe_hits"], c["fec_hits"]) == (3, 1, 0, 0)
-    assert c["full_evaluations"] == 2
-    # Train steps as the original counts them: a fingerprint run (10 steps x 10 tasks) for every
-    # child, the budget-rejected one included, and full runs (none stops early) for the others.
-    info = linear_group().info
-    full = info.num_tasks * info.epoch_size * info.num_train_epochs
-    assert c["train_steps"] == 3 * 100 + 2 * full
-
-    again = ev.evaluate(batch, jax.random.key(1))  # The same children: all dedupe hits.
-    np.testing.assert_array_equal(again, first)
-    c = ev.counters.as_dict()
-    assert (c["children"], c["budget_rejected"], c["dedupe_hits"], c["fec_hits"]) == (6, 2, 2, 0)
-    assert c["full_evaluations"] == 2
-    assert c["train_steps"] == 6 * 100 + 2 * full  # Each unrun child: its fingerprint run.
-
-    # Structurally new, functionally identical children: FEC hits, still no new full evaluation.
-    variants = program_lib.stack([_swapped_product(p) for p in children[:2]])
-    third = ev.evaluate(variants, jax.random.key(2))
-    np.testing.assert_array_equal(third, first[:2])
-    c = ev.counters.as_dict()
-    assert (c["dedupe_hits"], c["fec_hits"], c["full_evaluations"]) == (2, 2, 2)
-    assert c["train_steps"] == 8 * 100 + 2 * full
-
-
 def test_pruning_and_compaction_never_change_vm_fitness():
     """Dead-code elimination (in place) and compaction (live code moved to the front, deterministic
-    programs only) give bit-identical VM fitness to the unpruned programs (issue #5)."""
+    programs only) give bit-identical VM fitness to the unpruned programs ."""
     spec = ProgramSpec()  # The demo space: no random ops, so compaction applies everywhere.
     population = jax.tree.map(
         np.asarray,
         generator.make_initial_population(jax.random.key(5), "RANDOM", spec, (10, 2, 8), 128),
     )
-    config = evaluator_lib.EvaluatorConfig(spec=spec)
     group = linear_group()
     seeds = evaluation.lane_seeds(jax.random.key(0), 128, LINEAR_TASKS.num_tasks)
-    plain = evaluator_lib.run_chunked(population, group, seeds, config=config).fitness
+    plain = scoring.run_chunked(population, group, seeds, spec=spec).fitness
     pruned = pruning.prune(population, spec)
     removed = sum(
         (getattr(population, c).code[..., 0] != getattr(pruned, c).code[..., 0]).sum()
@@ -470,51 +423,13 @@ def test_pruning_and_compaction_never_change_vm_fitness():
     )
     assert removed > 500  # Random programs carry plenty of dead code.
     np.testing.assert_array_equal(
-        evaluator_lib.run_chunked(pruned, group, seeds, config=config).fitness, plain
+        scoring.run_chunked(pruned, group, seeds, spec=spec).fitness, plain
     )
-    compacted, order = evaluator_lib.compact(pruned, spec)
-    assert sorted(order.tolist()) == list(range(128))
+    compacted = jax.device_get(device_pruning.compact(pruned, spec))
     np.testing.assert_array_equal(
-        evaluator_lib.run_chunked(compacted, group, seeds[order], config=config).fitness,
-        plain[order],
+        scoring.run_chunked(compacted, group, seeds, spec=spec).fitness, plain
     )
     assert len(np.unique(plain.mean(1))) > 20
-
-
-def test_early_stop_shortcut_and_equal_fingerprints_in_one_batch():
-    """A deterministic program that blows up in the FEC pass gets 0 without a full evaluation; a
-    random-op program with the very same fingerprint is still evaluated, and the two share one
-    FEC entry (regression: inserting the same fingerprint twice used to raise)."""
-    spec = ProgramSpec(
-        setup=ComponentSpec(2, (63,)),
-        predict=ComponentSpec(3, (2, 4, 27)),
-        learn=ComponentSpec(1, (2,)),
-    )
-    # s1 = dot(v1, x); s1 = s1 - s1; s1 = s1 / s0 = 0 / 0: NaN at the first example, whatever v1
-    # holds, yet v1 (and the Gaussian init that writes it) stays live code.
-    nan_predict = [I(27, 1, 0, 1), I(2, 1, 1, 1), I(4, 1, 0, 1)]
-    deterministic = program_lib.make_program(spec, [], nan_predict, [])
-    noisy = program_lib.make_program(spec, [I(63, 0, 0, 1, (0.0, 1.0, 0.0))], nan_predict, [])
-    children = program_lib.stack([deterministic, noisy, linear_like(spec)])
-    ev = evaluator_lib.SearchEvaluator(
-        [linear_group()], config=evaluator_lib.EvaluatorConfig(spec=spec)
-    )
-    fitness = ev.evaluate(children, jax.random.key(0))
-    np.testing.assert_array_equal(fitness[:2], 0.0)
-    assert fitness[2] > 0.0
-    assert ev.counters.early_stops == 1  # The deterministic one only.
-    assert ev.counters.full_evaluations == 2  # The noisy one and the learner.
-    # Steps as the original counts them: the NaN programs stop at their first step on each task,
-    # in the fingerprint run and in the full run (charged for the shortcut, too).
-    info = linear_group().info
-    full = info.num_tasks * info.epoch_size * info.num_train_epochs
-    assert ev.counters.train_steps == 4 * info.num_tasks + 10 * info.num_tasks + full
-    assert len(ev.fec) == 2  # One entry shared by the NaN programs, one for the learner.
-
-
-def linear_like(spec):
-    """Predict s1 = dot(v1, v0) with v1 from a Gaussian init: a fixed random linear model."""
-    return program_lib.make_program(spec, [I(63, 0, 0, 1, (0.0, 1.0, 0.0))], [I(27, 1, 0, 1)], [])
 
 
 @pytest.mark.parametrize("num_devices", [1, 2, 4])
@@ -522,16 +437,16 @@ def test_chunk_sizes_cover_every_program_with_few_padded_calls(num_devices):
     """VM calls: power-of-2 sizes up to chunk_size, covering n programs; a large remainder is
     padded in one call, a small one split off (137 on 2 devices: 128 + 16 slots, not 256)."""
     for n in range(1, 1200):
-        sizes = evaluator_lib._chunk_sizes(n, num_devices, 256)
+        sizes = scoring._chunk_sizes(n, num_devices, 256)
         slots = num_devices * np.asarray(sizes)
         assert all(s & (s - 1) == 0 and 1 <= s <= 256 for s in sizes), (n, sizes)
         assert n <= slots.sum() and slots[:-1].sum() < n, (n, sizes)  # every call holds programs
         assert slots.sum() < 2 * n + num_devices, (n, sizes)
-    assert evaluator_lib._chunk_sizes(137, 2, 256) == [64, 8]
-    assert evaluator_lib._chunk_sizes(57, 2, 256) == [32]
-    assert evaluator_lib._chunk_sizes(1000, 2, 256) == [256, 256]
-    assert evaluator_lib._chunk_sizes(130, 2, 256, smallest=8) == [64, 8]  # not [64, 1]
-    assert evaluator_lib._chunk_sizes(3, 2, 256, smallest=8) == [8]
+    assert scoring._chunk_sizes(137, 2, 256) == [64, 8]
+    assert scoring._chunk_sizes(57, 2, 256) == [32]
+    assert scoring._chunk_sizes(1000, 2, 256) == [256, 256]
+    assert scoring._chunk_sizes(130, 2, 256, smallest=8) == [64, 8]  # not [64, 1]
+    assert scoring._chunk_sizes(3, 2, 256, smallest=8) == [8]
 
 
 def test_programs_per_call_caps_lanes_by_memory():
@@ -539,9 +454,7 @@ def test_programs_per_call_caps_lanes_by_memory():
     2; chunk_size still caps it; one program is the floor."""
 
     def per_call(s, v, m, num_tasks, feature_size, chunk_size=256):
-        spec = ProgramSpec(s, v, m)
-        config = evaluator_lib.EvaluatorConfig(spec=spec, chunk_size=chunk_size)
-        return evaluator_lib.programs_per_call(config, num_tasks, feature_size)
+        return scoring.programs_per_call(ProgramSpec(s, v, m), chunk_size, num_tasks, feature_size)
 
     assert per_call(4, 3, 1, 10, 4) == 256  # The demo: 32 floats per lane.
     assert per_call(4, 3, 2, 10, 4) == 128  # The full-op-set benchmark: 48.
@@ -549,77 +462,6 @@ def test_programs_per_call_caps_lanes_by_memory():
     assert per_call(20, 20, 20, 1, 16) == 16  # Projected binary at F = 16: 5,460 floats.
     assert per_call(4, 3, 1, 10, 4, chunk_size=100) == 100
     assert per_call(20, 20, 20, 100, 32) == 1
-
-
-def _seeded_groups(seed):
-    spec = dataclasses.replace(LINEAR_TASKS, param_seeds=(seed,), data_seeds=(seed + 7,))
-    return evaluator_lib.place_collection(
-        [tasks.make_tasks(spec)], fec_num_train=10, fec_num_valid=10
-    )
-
-
-def test_stacked_task_sets_score_each_program_on_its_own_set():
-    """`run_chunked(..., task_ids=...)` on stacked task sets equals running each set alone."""
-    spec = ProgramSpec()
-    population = jax.tree.map(
-        np.asarray,
-        generator.make_initial_population(jax.random.key(3), "RANDOM", spec, (10, 2, 8), 48),
-    )
-    population = program_lib.stack([linear()] * 4 + program_lib.unstack(population))
-    config = evaluator_lib.EvaluatorConfig(spec=spec)
-    collections = [_seeded_groups(s) for s in (100, 200, 300)]
-    (stacked,) = evaluator_lib.stack_groups(collections)
-    ids = np.arange(52) % 3
-    seeds = evaluation.lane_seeds(jax.random.key(1), 52, LINEAR_TASKS.num_tasks)
-    for fec in (False, True):
-        together = evaluator_lib.run_chunked(
-            population, stacked, seeds, config=config, fec=fec, task_ids=ids
-        )
-        for e, (group,) in enumerate(collections):
-            rows = np.flatnonzero(ids == e)
-            alone = evaluator_lib.run_chunked(
-                program_lib.index(population, rows), group, seeds[rows], config=config, fec=fec
-            )
-            for a, b in zip(alone, together, strict=True):
-                if a is not None:
-                    np.testing.assert_allclose(b[rows], a, rtol=1e-6, atol=1e-7)
-        if not fec:  # The linear learners solve every set.
-            assert together.fitness[:4].min() > 0.999
-    with pytest.raises(ValueError, match="differ in shape"):
-        fewer = dataclasses.replace(LINEAR_TASKS, num_tasks=5)
-        evaluator_lib.stack_groups(
-            [collections[0], evaluator_lib.place_collection([tasks.make_tasks(fewer)])]
-        )
-
-
-def test_concurrent_evaluator_gives_each_experiment_its_own_results_and_counters():
-    """Children of 3 experiments scored together: the fitness and counters each experiment's
-    own evaluator gives alone (merged VM calls, per-experiment tasks and caches)."""
-    spec = ProgramSpec()
-    config = evaluator_lib.EvaluatorConfig(spec=spec)
-
-    def evaluators():
-        return [evaluator_lib.SearchEvaluator(_seeded_groups(s), config=config) for s in (1, 2, 3)]
-
-    batches = []
-    for g in range(3):  # Each batch repeats programs of the previous ones: cache hits.
-        fresh = generator.make_initial_population(jax.random.key(g), "RANDOM", spec, (6, 2, 5), 24)
-        fresh = program_lib.unstack(jax.tree.map(np.asarray, fresh))
-        batches.append([program_lib.stack(fresh[: 12 + 4 * e] + [linear()]) for e in range(3)])
-    alone, together = evaluators(), evaluators()
-    merged = evaluator_lib.ConcurrentEvaluator(together)
-    for g, children in enumerate(batches):
-        keys = list(jax.random.split(jax.random.key(10 + g), 3))
-        got = merged.evaluate(children[:2] + [None] if g == 1 else children, keys)
-        for e, ev in enumerate(alone):
-            if g == 1 and e == 2:
-                assert got[e] is None  # An idle experiment: nothing run.
-                continue
-            np.testing.assert_allclose(got[e], ev.evaluate(children[e], keys[e]), rtol=1e-6)
-    for a, b in zip(alone, together, strict=True):
-        assert a.counters == b.counters
-        assert a.counters.fec_hits + a.counters.dedupe_hits > 0
-    assert min(got[e][-1] for e in range(3)) > 0.999
 
 
 def test_lane_seeds_are_distinct_per_lane_and_stream_and_repeatable():

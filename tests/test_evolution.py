@@ -1,11 +1,14 @@
-"""Batched regularized evolution: K=1 is the original steady state; selection; search progress."""
+"""Regularized evolution as init/ask/tell: K = 1 is the original steady state; selection; ask and
+tell with a user's own fitness under jit."""
+
+import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from azjax import evaluator as evaluator_lib
-from azjax import evolution, mutation, tasks
+from azjax import evolution, generator, mutation, rng
 from azjax import program as program_lib
 from azjax.program import ProgramSpec
 
@@ -16,23 +19,10 @@ MUTATION = mutation.MutationParams(
 )
 
 
-@pytest.fixture(scope="module")
-def groups():
-    spec = tasks.TaskSpec(kind="linear", num_train_examples=20, num_valid_examples=20, num_tasks=2)
-    return evaluator_lib.place_collection(
-        [tasks.make_tasks(spec)], fec_num_train=10, fec_num_valid=10
-    )
-
-
-def _evaluator(groups):
-    return evaluator_lib.SearchEvaluator(groups, config=evaluator_lib.EvaluatorConfig(spec=SPEC))
-
-
 def _config(P, K, **kw):
     return evolution.EvolutionConfig(
         spec=SPEC,
         mutation=MUTATION,
-        sizes=(10, 2, 8),
         population_size=P,
         tournament_size=4,
         children_per_generation=K,
@@ -40,116 +30,135 @@ def _config(P, K, **kw):
     )
 
 
-def _plain_steady_state(state, evaluate, config, num_steps):
-    """The original's loop, one child at a time, written out plainly (REFERENCE.md §7.1)."""
-    programs = state.programs
-    fitness = state.fitness.copy()
-    key = state.key
-    P = config.population_size
+def toy_fitness(programs):
+    """A deterministic objective of programs `[K]`: Setup's first constants near 3.0."""
+    return -jnp.abs(jnp.sum(programs.setup.consts[..., 0], axis=-1) - 3.0)
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def evolve(state, config, num_generations):
+    """`num_generations` of ask, score with `toy_fitness`, tell, under one jit (a loop)."""
+
+    def generation(_, state):
+        children, state = evolution.ask(state, config)
+        return evolution.tell(state, children, toy_fitness(children), config)
+
+    return jax.lax.fori_loop(0, num_generations, generation, state)
+
+
+_mutate = jax.jit(mutation.mutate, static_argnums=(2, 3))
+
+
+def _plain_steady_state(key, config, num_steps):
+    """The original's loop, one child at a time, written out plainly (with the same draws)."""
+    P, T = config.population_size, config.tournament_size
+    k_init, key = rng.split(key)
+    programs = jax.device_get(
+        generator.make_initial_population(k_init, "RANDOM", SPEC, config.sizes, P)
+    )
+    fitness = np.zeros(P, np.float32)
     for step in range(num_steps):
-        key, k_children, k_eval = jax.random.split(key, 3)
-        k_select, k_mutate = jax.random.split(k_children)
-        ranks = evolution.fitness_ranks(fitness)
-        contestants = np.asarray(jax.random.randint(k_select, (1, config.tournament_size), 0, P))[0]
-        winner = contestants[np.argmax(ranks[contestants])]
-        parent = program_lib.index(programs, winner)
-        child = mutation.mutate(jax.random.split(k_mutate, 1)[0], parent, SPEC, MUTATION)
-        child = jax.tree_util.tree_map(lambda x: np.asarray(x)[None], child)
-        child_fitness = evaluate(child, k_eval)[0]
+        key, k_children = rng.split(key)
+        if step < P:  # Init: the initial programs are scored in order.
+            child = program_lib.index(programs, step)
+        else:
+            k_select, k_mutate = rng.split(k_children)
+            contestants = np.asarray(generator.bits_below(rng.key_bits(k_select, (1, T)), P))[0]
+            winner = contestants[np.argmax(fitness[contestants])]
+            (k_child,) = rng.split(k_mutate, 1)
+            parent = program_lib.index(programs, winner)
+            child = jax.device_get(_mutate(k_child, parent, SPEC, MUTATION))
         slot = step % P
-        programs = jax.tree_util.tree_map(
-            lambda pop, c, s=slot: np.concatenate([pop[:s], c, pop[s + 1 :]]), programs, child
+        f = -abs(np.float32(np.sum(child.setup.consts[:, 0], dtype=np.float32)) - np.float32(3.0))
+        programs = jax.tree.map(
+            lambda pop, c, s=slot: np.concatenate([pop[:s], np.asarray(c)[None], pop[s + 1 :]]),
+            programs,
+            child,
         )
-        fitness[slot] = child_fitness
+        fitness[slot] = f
     return programs, fitness
 
 
-def test_k1_equals_plain_steady_state(groups):
+def test_k1_equals_plain_steady_state():
     config = _config(12, 1)
-    state = evolution.init(jax.random.key(3), _evaluator(groups).evaluate, config)
-    plain_programs, plain_fitness = _plain_steady_state(
-        state, _evaluator(groups).evaluate, config, 30
-    )
-    evaluate = _evaluator(groups).evaluate
-    for _ in range(30):
-        state = evolution.step(state, evaluate, config)
-    np.testing.assert_array_equal(state.fitness, plain_fitness)
-    for a, b in zip(
-        jax.tree_util.tree_leaves(state.programs),
-        jax.tree_util.tree_leaves(plain_programs),
-        strict=True,
-    ):
-        np.testing.assert_array_equal(a, b)
-    assert int(state.num_individuals) == 12 + 30 and int(state.cursor) == 30 % 12
+    state = evolve(evolution.init(jax.random.key(3), config), config, 40)
+    programs, fitness = _plain_steady_state(jax.random.key(3), config, 40)
+    np.testing.assert_array_equal(np.asarray(state.fitness), fitness)
+    for a, b in zip(jax.tree.leaves(state.programs), jax.tree.leaves(programs), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    assert int(state.num_individuals) == 40 and int(state.cursor) == 40 % 12
+    assert float(state.best_fitness) >= fitness.max()
 
 
 def test_tournament_first_seen_max_wins_and_draws_with_replacement():
-    ranks = np.array([0, 3, 3, 1], np.int32)
-    winners = np.asarray(evolution.tournament(jax.random.key(0), ranks, 2000, 2))
+    fitness = jnp.array([0.0, 3.0, 3.0, 1.0])
+    winners = np.asarray(evolution.tournament(jax.random.key(0), fitness, 2000, 2))
     assert set(winners) <= {0, 1, 2, 3}
     assert (winners != 0).mean() > 0.5  # Selection pressure.
-    # Rank 3 is shared by 1 and 2: both win sometimes (whichever was drawn first).
-    assert {1, 2} <= set(winners)
-    # With a tournament of 1, the winner is a uniform draw (with replacement).
-    single = np.asarray(evolution.tournament(jax.random.key(1), ranks, 4000, 1))
+    assert {1, 2} <= set(winners)  # Equal fitness: whichever was drawn first.
+    single = np.asarray(evolution.tournament(jax.random.key(1), fitness, 4000, 1))
     np.testing.assert_allclose(np.bincount(single, minlength=4) / 4000, 0.25, atol=0.03)
-    assert evolution.fitness_ranks(np.array([0.5, 0.1, 0.5, 0.9])).tolist() == [1, 0, 1, 2]
 
 
-def test_generation_replaces_the_oldest(groups):
+_ask = jax.jit(evolution.ask, static_argnums=1)
+_tell = jax.jit(evolution.tell, static_argnums=3)
+_told = jax.jit(evolution.told, static_argnums=1)
+
+
+def test_initial_population_is_asked_for_first_then_the_oldest_are_replaced():
     config = _config(10, 4)
-    state = evolution.init(jax.random.key(0), _evaluator(groups).evaluate, config)
-    evaluate = _evaluator(groups).evaluate
-    state = evolution.step(state, evaluate, config)
-    assert int(state.cursor) == 4 and int(state.generation) == 1
-    state = evolution.step(state, evaluate, config)
-    state = evolution.step(state, evaluate, config)
+    state = evolution.init(jax.random.key(0), config)
+    initial = jax.device_get(state.programs)
+    asked = []
+    for generation in range(3):  # 4 + 4 + 2 initial programs (a partial last batch).
+        children, state = _ask(state, config)
+        keep = np.asarray(_told(state, config))
+        assert keep.sum() == (4 if generation < 2 else 2)
+        asked.append(jax.device_get(children.learn.code)[keep])
+        state = _tell(state, children, jnp.arange(4.0) + generation, config)
+    np.testing.assert_array_equal(np.concatenate(asked), initial.learn.code)
+    assert int(state.cursor) == 0 and int(state.num_individuals) == 10
+    for _ in range(3):
+        children, state = _ask(state, config)
+        state = _tell(state, children, jnp.zeros(4), config)
     assert int(state.cursor) == 2  # 12 children into 10 slots: wrapped around.
-    assert int(state.num_individuals) == 22
+    assert int(state.num_individuals) == 22 and int(state.generation) == 6
+    # A masked tell keeps only the masked children, in the oldest slots in order.
+    children, state = _ask(state, config)
+    state = _tell(state, children, jnp.ones(4), config, mask=jnp.array([0, 1, 0, 1], bool))
+    assert int(state.cursor) == 4 and int(state.num_individuals) == 24
 
 
-def test_random_search_mode_draws_fresh_programs(groups):
+def test_random_search_mode_asks_for_fresh_programs():
     config = _config(8, 8, mode="random")
-    state = evolution.init(jax.random.key(0), _evaluator(groups).evaluate, config)
-    children = evolution.make_children(jax.random.key(1), state, config)
-    assert not np.array_equal(children.learn.code, state.programs.learn.code)
-    assert children.learn.code.shape == state.programs.learn.code.shape
+    state = evolve(evolution.init(jax.random.key(0), config), config, 1)
+    children, _ = _ask(state, config)
+    assert not np.array_equal(
+        np.asarray(children.learn.code), np.asarray(state.programs.learn.code)
+    )
 
 
-def test_config_errors():
+def test_config_errors_and_sizes_default_to_the_spec():
     with pytest.raises(ValueError, match="children_per_generation"):
         _config(10, 11)
     with pytest.raises(ValueError, match="mode"):
         _config(10, 2, mode="annealing")
     with pytest.raises(ValueError, match="initial algorithm"):
         _config(10, 2, initial_population="PERCEPTRON")
+    assert _config(10, 2).sizes == (10, 2, 8)
 
 
-def test_short_demo_search_improves_fitness(groups):
+def test_ask_and_tell_with_a_users_fitness_improve_a_toy_objective_under_jit():
     config = _config(60, 15)
-    evaluate = _evaluator(groups).evaluate
-    state = evolution.init(jax.random.key(7), evaluate, config)
-    start = evolution.population_stats(state)
-    for _ in range(40):
-        state = evolution.step(state, evaluate, config)
-    end = evolution.population_stats(state)
-    assert end["mean"] > start["mean"] + 0.02
-    assert end["best"] >= start["best"]
-    assert state.best_fitness >= end["best"]
-
-
-@pytest.mark.parametrize("mode", ["evolution", "random"])
-def test_proposals_for_several_populations_are_each_populations_own(groups, mode):
-    """`propose` on 3 populations at once (one vmapped call, concurrent experiments) gives each
-    the children `make_children` gives it alone, with the keys `step` threads."""
-    config = _config(12, 5, mode=mode)
-    states = [
-        evolution.init(jax.random.key(s), _evaluator(groups).evaluate, config) for s in (1, 2, 3)
-    ]
-    together = evolution.propose(states, config)
-    for state, (children, k_eval, key) in zip(states, together, strict=True):
-        expect_key, k_children, expect_eval = jax.random.split(state.key, 3)
-        alone = evolution.make_children(k_children, state, config)
-        jax.tree.map(np.testing.assert_array_equal, children, alone)
-        np.testing.assert_array_equal(jax.random.key_data(key), jax.random.key_data(expect_key))
-        np.testing.assert_array_equal(jax.random.key_data(k_eval), jax.random.key_data(expect_eval))
+    state = evolve(evolution.init(jax.random.key(7), config), config, 4)  # The initial population.
+    start = float(jnp.mean(state.fitness))
+    state = evolve(state, config, 60)
+    assert float(jnp.mean(state.fitness)) > start + 0.5
+    assert float(state.best_fitness) > -0.05
+    assert float(state.best_fitness) >= float(jnp.max(state.fitness))
+    best, fit = evolution.best_of_population(state)
+    assert float(fit) == float(jnp.max(state.fitness))
+    # NaN fitness counts as the worst.
+    children, state = _ask(state, config)
+    state = _tell(state, children, jnp.full(15, jnp.nan), config)
+    assert float(jnp.min(state.fitness)) == -jnp.inf

@@ -1,5 +1,4 @@
-"""Tests for azjax.pruning: dead-code elimination keeps fitness, hand-written liveness cases,
-structural hashes."""
+"""Tests for azjax.pruning: dead-code elimination keeps fitness, hand-written liveness cases."""
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from azjax.program import (
     make_program,
     stack,
 )
-from azjax.pruning import live_instructions, program_hashes, prune
+from azjax.pruning import live_instructions, prune
 
 I = Instruction  # noqa: E741
 SPEC = ProgramSpec(
@@ -254,56 +253,6 @@ def test_bad_programs_raise():
         prune(bad, SPEC)
 
 
-def test_hashes_equal_programs_equal_and_any_single_change_differs():
-    rng = np.random.default_rng(1)
-    base = prune(random_population(rng, 1, SPEC), SPEC)
-    copy = Program(*(Component(*(x.copy() for x in comp)) for comp in base))
-    assert program_hashes(base)[0] == program_hashes(copy)[0]
-    assert program_hashes(index(base, 0)) == program_hashes(base)[0]
-    assert program_hashes(base).dtype == np.uint64
-    variants = []
-    for c in COMPONENTS:
-        for field in ("code", "consts"):
-            arr = getattr(getattr(base, c), field)
-            for flat in range(arr[0].size):
-                changed = Program(*(Component(*(x.copy() for x in comp)) for comp in base))
-                target = getattr(getattr(changed, c), field)[0].reshape(-1)
-                if field == "code":
-                    target[flat] += 1
-                else:
-                    target[flat] = np.nextafter(target[flat], np.float32(2))
-                variants.append(changed)
-    hashes = program_hashes(stack([index(v, 0) for v in variants]))
-    assert len(set(hashes.tolist()) | {int(program_hashes(base)[0])}) == len(variants) + 1
-    # -0.0 and +0.0 are different programs (1 / c differs).
-    neg = Program(*(Component(*(x.copy() for x in comp)) for comp in base))
-    neg.setup.consts[0, 0, 0] = 0.0
-    pos_hash = program_hashes(neg)[0]
-    neg.setup.consts[0, 0, 0] = -0.0
-    assert program_hashes(neg)[0] != pos_hash
-    # The train count is mixed in.
-    counts = program_hashes(base, train_counts=[10]), program_hashes(base, train_counts=[0])
-    assert counts[0][0] != counts[1][0] and counts[0][0] != program_hashes(base)[0]
-    groups = (
-        program_hashes(base, train_counts=[[10, 0]]),
-        program_hashes(base, train_counts=[[0, 10]]),
-    )
-    assert groups[0][0] != groups[1][0]
-    with pytest.raises(ValueError, match="train_counts must have shape"):
-        program_hashes(base, train_counts=[1, 2])
-
-
-def test_pruned_equivalent_programs_hash_equal():
-    dead_after = make_program(SPEC, **dict(LINEAR, predict=LINEAR["predict"] + [I(3, 2, 2, 4)]))
-    dead_before = make_program(SPEC, **dict(LINEAR, predict=[I(5, 3, out=4)] + LINEAR["predict"]))
-    linear = make_program(SPEC, **LINEAR)
-    raw = program_hashes(stack([dead_after, dead_before, linear]))
-    assert len(set(raw.tolist())) == 3
-    pruned = program_hashes(prune(stack([dead_after, dead_before, linear]), SPEC))
-    assert pruned[0] == pruned[2]  # The dead tail is gone (length is not hashed) ...
-    assert pruned[1] != pruned[2]  # ... but slots are not compacted (RNG draws are per slot).
-
-
 def oracle_live(program):
     """Per-program liveness with Python sets of (kind, address), straight from the pruning
     module docstring: {component: [bool] * L}. Slow and obviously correct."""
@@ -373,26 +322,3 @@ def test_liveness_matches_set_oracle_and_renaming(banks):
             np.testing.assert_array_equal(keep_big[c][p], expected[c], err_msg=f"{c} {p}")
             num_live += sum(expected[c])
     assert num_live >= 300  # Not vacuous.
-
-
-def test_hashes_of_swaps_many_programs_and_empty_population():
-    rng = np.random.default_rng(2)
-    population = prune(random_population(rng, 3000, SPEC), SPEC)
-    hashes = program_hashes(population)
-    rows = np.concatenate(
-        [
-            getattr(population, c)[f].reshape(3000, -1).view(np.uint32)
-            for c in COMPONENTS
-            for f in (0, 1)
-        ],
-        axis=1,
-    )
-    assert len(np.unique(hashes)) == len(np.unique(rows, axis=0)) > 1000
-    # Swapping two (different) instructions changes the hash.
-    base = index(population, int(np.argmax((population.learn.code[:, :2, 0] != 0).all(1))))
-    swapped = base._replace(learn=base.learn._replace(code=base.learn.code[[1, 0, *range(2, 12)]]))
-    assert program_hashes(swapped) != program_hashes(base)
-    empty = index(population, np.arange(0))
-    assert program_hashes(empty).shape == (0,) and program_hashes(empty).dtype == np.uint64
-    assert program_hashes(empty, train_counts=np.zeros((0, 2), int)).shape == (0,)
-    assert live_instructions(prune(empty, SPEC), SPEC)["learn"].shape == (0, 12)
