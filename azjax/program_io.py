@@ -17,8 +17,10 @@ driven by each op's `template` in `azjax.ops`::
       s3 = s0 - s1
       ...
 
-Constants print as the shortest text that round-trips the float32 value (`0.01`, `-0.53`), so
-`parse_program(format_program(p), spec)` equals `p` bit for bit. Index constants print as the
+`format_program` prints the pruned program by default (no dead code, no `NoOp()` lines); with
+`pruned=False` it prints every slot up to `length`. Constants print as the shortest text that
+round-trips the float32 value (`0.01`, `-0.53`), so `parse_program(format_program(p,
+pruned=False), spec)` equals `p` bit for bit. Index constants print as the
 stored fraction: in `v1[0.375] = 0.5` the bracket holds the index fraction, and the VM writes
 entry `int(F * 0.375)`; likewise `m0[0.1, 0.9] = 2.0` holds the row and column fractions. The
 parser also accepts blank lines, `#` comments and any indentation.
@@ -40,7 +42,16 @@ from typing import NamedTuple
 import numpy as np
 
 from azjax import ops as ops_lib
-from azjax.program import COMPONENTS, Instruction, Program, ProgramSpec, make_program
+from azjax import pruning
+from azjax.program import (
+    COMPONENTS,
+    FEATURES_VECTOR,
+    PREDICTION_SCALAR,
+    Instruction,
+    Program,
+    ProgramSpec,
+    make_program,
+)
 
 FORMAT = "azjax.program/1"
 Kind = ops_lib.Kind
@@ -361,22 +372,52 @@ def parse_instruction(text: str) -> Instruction:
         raise ProgramError(f"cannot parse {text.strip()!r}: {e}") from None
 
 
-def format_program(program: Program) -> str:
-    """The original's readable layout of one unbatched program (its first `length` slots).
+def format_program(program: Program, *, pruned: bool = True) -> str:
+    """The original's readable layout of one unbatched program.
+
+    By default the program is printed pruned: only the instructions that can affect the
+    prediction, without dead code or `NoOp()` lines (`azjax.pruning`). The pruned text is for
+    reading; re-parsed, its instructions may sit at other slots than in the program, which
+    changes the draws of random-init ops (keyed by slot). `pruned=False` prints the program's
+    first `length` slots as they are, the exact form `parse_program` turns back into `program`.
 
     Raises ProgramError if the text could not hold the program exactly (an unknown op, a non-zero
     unused field or padding slot). Address ranges and allowed ops are not checked: `validate`.
     """
     _check(program, None, batched=False)
+    if pruned:
+        program = pruning.prune(program, _covering_spec(program))
     lines = []
     for c in COMPONENTS:
         lines.append(f"def {c.capitalize()}():")
         comp = getattr(program, c)
         code, consts = np.asarray(comp.code), np.asarray(comp.consts)
         for i in range(int(comp.length)):
+            if pruned and code[i, 0] == ops_lib.NO_OP:
+                continue
             ins = Instruction(*(int(x) for x in code[i]), tuple(float(x) for x in consts[i]))
             lines.append("  " + format_instruction(ins))
     return "\n".join(lines) + "\n"
+
+
+def _covering_spec(program: Program) -> ProgramSpec:
+    """The smallest `ProgramSpec` whose banks hold every address `program` uses (at least the
+    reserved s0, s1 and v0), for pruning a program printed without its spec."""
+    top = {Kind.SCALAR: PREDICTION_SCALAR, Kind.VECTOR: FEATURES_VECTOR, Kind.MATRIX: 0}
+    for c in COMPONENTS:
+        comp = getattr(program, c)
+        code = np.asarray(comp.code)[: int(comp.length)]
+        for fi, field in enumerate(_CODE_FIELDS[1:], start=1):
+            kinds = (_OUT_KIND if field == "out" else _IN_KINDS[field])[code[:, 0]]
+            for kind in top:
+                used = code[kinds == kind, fi]
+                if used.size:
+                    top[kind] = max(top[kind], int(used.max()))
+    return ProgramSpec(
+        num_scalars=top[Kind.SCALAR] + 1,
+        num_vectors=top[Kind.VECTOR] + 1,
+        num_matrices=top[Kind.MATRIX] + 1,
+    )
 
 
 def parse_program(text: str, spec: ProgramSpec) -> Program:
@@ -530,7 +571,7 @@ def save_program(path: str | os.PathLike, program: Program) -> None:
     if str(path).lower().endswith(".json"):
         text = json.dumps(program_to_json(program), indent=1) + "\n"
     else:
-        text = format_program(program)
+        text = format_program(program, pruned=False)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
 

@@ -35,6 +35,7 @@ from azjax.program_io import (
     save_program,
     validate,
 )
+from azjax.pruning import prune
 
 FULL = ProgramSpec(
     num_scalars=20,
@@ -257,7 +258,9 @@ def Learn():  # comment after a header
         learn=make_program(LINEAR_SPEC, learn=[*instructions(LINEAR.learn), I(0)]).learn,
     )
     assert_same(program, want)
-    assert format_program(program).splitlines()[3:5] == ["  NoOp()", "  s1 = dot(v0, v1)"]
+    raw = format_program(program, pruned=False).splitlines()
+    assert raw[3:5] == ["  NoOp()", "  s1 = dot(v0, v1)"]
+    assert format_program(program) == LINEAR_TEXT  # Pruned: no NoOp() lines.
 
 
 def test_missing_sections_are_empty_components():
@@ -269,6 +272,81 @@ def test_missing_sections_are_empty_components():
     )
 
 
+# The demo's winner for seed 1, dead code and all, and what of it can affect the prediction.
+DEMO_WINNER_TEXT = """\
+def Setup():
+  s3 = s2 - s2
+  s1 = dot(v1, v2)
+  s1 = s1 * s2
+  s3 = s3 * s2
+  s1 = s0 - s2
+  s1 = s2 * s3
+  s2 = s0 * s1
+  s2 = s2 - s2
+  v1 = v2 + v0
+  s2 = dot(v1, v2)
+def Predict():
+  s1 = dot(v1, v0)
+  s2 = dot(v2, v1)
+def Learn():
+  v2 = s3 * v0
+  s3 = dot(v0, v1)
+  s2 = s3 - s0
+  s3 = s0 - s1
+  v2 = s3 * v2
+  v1 = v1 + v2
+  s3 = 0.07744325
+  v1 = v1 + v2
+"""
+DEMO_WINNER_PRUNED = """\
+def Setup():
+  s3 = s2 - s2
+  s3 = s3 * s2
+  v1 = v2 + v0
+def Predict():
+  s1 = dot(v1, v0)
+def Learn():
+  v2 = s3 * v0
+  s3 = s0 - s1
+  v2 = s3 * v2
+  v1 = v1 + v2
+  s3 = 0.07744325
+  v1 = v1 + v2
+"""
+
+
+def test_format_program_prints_the_pruned_program_by_default():
+    from azjax import reference, tasks
+
+    program = parse_program(DEMO_WINNER_TEXT, ProgramSpec())
+    assert format_program(program) == DEMO_WINNER_PRUNED
+    assert format_program(program, pruned=False) == DEMO_WINNER_TEXT
+    assert format_program(parse_program(DEMO_WINNER_PRUNED, ProgramSpec())) == DEMO_WINNER_PRUNED
+    # The pruned text is the same algorithm.
+    taskset, info = tasks.make_tasks(
+        tasks.TaskSpec(kind="linear", num_train_examples=50, num_valid_examples=20)
+    )
+    task = tasks.single_task(taskset, info, 0)
+    fitness = [
+        reference.evaluate(parse_program(text, ProgramSpec()), task, spec=ProgramSpec()).fitness
+        for text in (DEMO_WINNER_TEXT, DEMO_WINNER_PRUNED)
+    ]
+    assert fitness[0] == fitness[1] > 0.5
+
+
+def test_pruned_printing_needs_no_spec():
+    """Printing infers bank sizes from the addresses: the same live code as pruning with the
+    program's real spec (20/20/20 addresses here)."""
+    for program in unstack(random_population(np.random.default_rng(3), FULL, 100)):
+        live = prune(program, FULL)
+        want = []
+        for c in COMPONENTS:
+            want.append(f"def {c.capitalize()}():")
+            want += ["  " + format_instruction(i) for i in instructions(getattr(live, c)) if i.op]
+        assert format_program(program).splitlines() == want
+        assert "NoOp()" not in format_program(program)
+
+
 def test_random_population_round_trips_through_text_and_json():
     rng = np.random.default_rng(0)
     population = random_population(rng, FULL, 200)
@@ -277,7 +355,7 @@ def test_random_population_round_trips_through_text_and_json():
     seen = set()
     for program in unstack(population):
         seen |= {int(x) for c in COMPONENTS for x in getattr(program, c).code[:, 0]}
-        text = format_program(program)
+        text = format_program(program, pruned=False)
         assert_same(parse_program(text, FULL), program)
         assert_same(json_round_trip(program, FULL), program)
     assert seen == set(ops.ALL_OPS)  # The round trips covered every op.
@@ -596,7 +674,9 @@ def test_format_and_json_refuse_inexact_programs():
     with pytest.raises(ProgramError, match=r"predict slot 0, field c0: unused constant is 0\.25"):
         program_to_json(junk)
     # Spec matters (addresses, allowed ops) are not needed to print: s0 output prints.
-    assert "  s0 = s0 - s1\n" in format_program(_edit(LINEAR, "learn", code=_at((0, 3), 0)))
+    s0_out = _edit(LINEAR, "learn", code=_at((0, 3), 0))
+    assert "  s0 = s0 - s1\n" in format_program(s0_out, pruned=False)
+    assert "s0 = " not in format_program(s0_out)  # The harness overwrites s0: dead.
 
 
 def _json_with(component, i, **changes):
