@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from azjax import generator, mutation, rng
+from azjax import generator, keys, mutation
 from azjax.program import COMPONENTS, Program, ProgramSpec
 
 MODES = ("evolution", "random")
@@ -91,7 +91,7 @@ class PopulationState(NamedTuple):
 def init(key: jax.Array, config: EvolutionConfig) -> PopulationState:
     """A population of P initial programs, not yet scored (the first generations ask for them).
     The key is consumed."""
-    k_init, key = rng.split(key)
+    k_init, key = keys.split(key)
     programs = generator.make_initial_population(
         k_init, config.initial_population, config.spec, config.sizes, config.population_size
     )
@@ -114,7 +114,7 @@ def tournament(key: jax.Array, fitness: jax.Array, num_children: int, tournament
     """Indices `[K]` of K tournament winners among `fitness` `[P]`: T draws with replacement,
     the fittest wins, the first drawn on ties."""
     P = fitness.shape[0]
-    contestants = generator.bits_below(rng.key_bits(key, (num_children, tournament_size)), P)
+    contestants = generator.bits_below(keys.key_bits(key, (num_children, tournament_size)), P)
     best = jnp.argmax(fitness[contestants], axis=1)
     return jnp.take_along_axis(contestants, best[:, None], axis=1)[:, 0]
 
@@ -141,11 +141,11 @@ def ask(state: PopulationState, config: EvolutionConfig) -> tuple[Program, Popul
     """K children `[K]` and the state with its key advanced: the next initial programs while
     initializing, else mutated tournament winners (fresh random programs in random mode)."""
     K = config.children_per_generation
-    key, k_children = rng.split(state.key)
+    key, k_children = keys.split(state.key)
     if config.mode == "random":
         new = generator.make_initial_population(k_children, "RANDOM", config.spec, config.sizes, K)
     else:
-        k_select, k_mutate = rng.split(k_children)
+        k_select, k_mutate = keys.split(k_children)
         winners = tournament(k_select, state.fitness, K, config.tournament_size)
         parents = jax.tree.map(lambda x: x[winners], state.programs)
         new = mutation.mutate_batch(k_mutate, parents, config.spec, config.mutation)

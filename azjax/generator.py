@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from azjax import keys, rng
 from azjax import ops as ops_lib
 from azjax import program as program_lib
-from azjax import rng
 from azjax.program import COMPONENTS, Component, Instruction, Program, ProgramSpec
 
 Kind, Data = ops_lib.Kind, ops_lib.Data
@@ -303,7 +303,7 @@ def random_instruction(key: jax.Array, spec: ProgramSpec, component: str):
     Returns:
       (code int32 [4] = (op, in1, in2, out), consts float32 [3]).
     """
-    bits = rng.key_bits(key, (BITS_PER_INSTRUCTION,))
+    bits = keys.key_bits(key, (BITS_PER_INSTRUCTION,))
     return instruction_from_bits(bits, spec, component)
 
 
@@ -333,7 +333,7 @@ def random_component(
       Component with code [L, 4], consts [L, 3] for L = `spec.<component>.size`.
     """
     size = spec.component(component).size
-    bits = rng.key_bits(key, (size, BITS_PER_INSTRUCTION))
+    bits = keys.key_bits(key, (size, BITS_PER_INSTRUCTION))
     return component_from_bits(bits, spec, component, length)
 
 
@@ -350,9 +350,9 @@ def random_algorithm(key: jax.Array, spec: ProgramSpec, sizes: SizesLike) -> Pro
     """
     size_init = _sizes(spec, sizes)
     base = no_op_algorithm(spec, size_init)
-    keys = rng.split(key, len(COMPONENTS))
+    subkeys = keys.split(key, len(COMPONENTS))
     comps = []
-    for k, c in zip(keys, COMPONENTS, strict=True):
+    for k, c in zip(subkeys, COMPONENTS, strict=True):
         if is_frozen(spec, c):
             comps.append(jax.tree.map(jnp.asarray, getattr(base, c)))
         else:
@@ -409,5 +409,5 @@ def make_initial_population(
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
 def _population(key, fn, spec, sizes, population_size):
-    keys = rng.split(key, population_size)
-    return jax.vmap(lambda k: fn(k, spec, sizes))(keys)
+    subkeys = keys.split(key, population_size)
+    return jax.vmap(lambda k: fn(k, spec, sizes))(subkeys)

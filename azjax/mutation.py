@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from azjax import generator, rng
+from azjax import generator, keys
 from azjax import ops as ops_lib
 from azjax.program import COMPONENTS, Component, Program, ProgramSpec
 
@@ -208,7 +208,7 @@ def alter_instruction(key: jax.Array, code: jax.Array, consts: jax.Array, spec: 
     Returns:
       (code, consts) of the altered instruction.
     """
-    bits = rng.key_bits(key, (ALTER_BITS,))
+    bits = keys.key_bits(key, (ALTER_BITS,))
     return alter_from_bits(
         bits, jnp.asarray(code, jnp.int32), jnp.asarray(consts, jnp.float32), spec
     )
@@ -369,7 +369,7 @@ def mutate_with_info(
     distinct = sorted(set(types))
     # One threefry call feeds every draw: 3 words here, then one pool per mutable component.
     pool_sizes = {i: _Draws.pool_size(spec, COMPONENTS[i]) for i in mutable}
-    bits = rng.key_bits(key, (3 + sum(pool_sizes.values()),))
+    bits = keys.key_bits(key, (3 + sum(pool_sizes.values()),))
     if params.mutate_prob >= 1.0:
         mutated = jnp.bool_(True)
     else:
@@ -410,5 +410,5 @@ def mutate_batch(
     key: jax.Array, parents: Program, spec: ProgramSpec, params: MutationParams
 ) -> Program:
     """`mutate` vmapped over a population (leading axis P), one subkey per parent."""
-    keys = rng.split(key, np.shape(parents.predict.length)[0])
-    return jax.vmap(lambda k, p: mutate(k, p, spec, params))(keys, parents)
+    subkeys = keys.split(key, np.shape(parents.predict.length)[0])
+    return jax.vmap(lambda k, p: mutate(k, p, spec, params))(subkeys, parents)

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from azjax import evolution, rng, runtime, scoring, search_eval, vm, wide
+from azjax import evolution, keys, runtime, scoring, search_eval, vm, wide
 from azjax.search_eval import Counters, EvaluationConfig, Tables
 from azjax.tasks import TaskInfo, TaskSet
 
@@ -87,7 +87,7 @@ class SearchState(NamedTuple):
 
 
 def _one(key: jax.Array, config: SearchConfig) -> SearchState:
-    k_population, k_eval = rng.split(key)
+    k_population, k_eval = keys.split(key)
     return SearchState(
         population=evolution.init(k_population, config.evolution),
         tables=search_eval.empty_tables(config.evaluation, config.tasks.num_tasks),

@@ -189,7 +189,8 @@ def score_children(
             children, cfg.budget_baseline, num_train, cfg.budget_factor
         )
     runnable = valid & (counts > 0)
-    programs = device_pruning.compact(device_pruning.prune(children, spec), spec)
+    with jax.named_scope("prune"):
+        programs = device_pruning.compact(device_pruning.prune(children, spec), spec)
     random = device_pruning.has_random_ops(programs)
     query = jax.vmap(caches.query)
     update = jax.vmap(

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from azjax import evolution, generator, mutation, rng
+from azjax import evolution, generator, keys, mutation
 from azjax import program as program_lib
 from azjax.program import ProgramSpec
 
@@ -52,20 +52,20 @@ _mutate = jax.jit(mutation.mutate, static_argnums=(2, 3))
 def _plain_steady_state(key, config, num_steps):
     """The original's loop, one child at a time, written out plainly (with the same draws)."""
     P, T = config.population_size, config.tournament_size
-    k_init, key = rng.split(key)
+    k_init, key = keys.split(key)
     programs = jax.device_get(
         generator.make_initial_population(k_init, "RANDOM", SPEC, config.sizes, P)
     )
     fitness = np.zeros(P, np.float32)
     for step in range(num_steps):
-        key, k_children = rng.split(key)
+        key, k_children = keys.split(key)
         if step < P:  # Init: the initial programs are scored in order.
             child = program_lib.index(programs, step)
         else:
-            k_select, k_mutate = rng.split(k_children)
-            contestants = np.asarray(generator.bits_below(rng.key_bits(k_select, (1, T)), P))[0]
+            k_select, k_mutate = keys.split(k_children)
+            contestants = np.asarray(generator.bits_below(keys.key_bits(k_select, (1, T)), P))[0]
             winner = contestants[np.argmax(fitness[contestants])]
-            (k_child,) = rng.split(k_mutate, 1)
+            (k_child,) = keys.split(k_mutate, 1)
             parent = program_lib.index(programs, winner)
             child = jax.device_get(_mutate(k_child, parent, SPEC, MUTATION))
         slot = step % P

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from azjax import generator, mutation, ops
+from azjax import generator, keys, mutation, ops
 from azjax import program as P
 from azjax.mutation import MutationParams, MutationType
 from azjax.program import COMPONENTS, ComponentSpec, Instruction, Program, ProgramSpec
@@ -38,8 +38,8 @@ SETUP, PREDICT, LEARN = 0, 1, 2
 
 @functools.partial(jax.jit, static_argnames=("params",))
 def _mutate(key, parents, params):
-    keys = jax.random.split(key, N)
-    return jax.vmap(lambda k, p: mutation.mutate_with_info(k, p, SPEC, params))(keys, parents)
+    subkeys = keys.split(key, N)  # As mutate_batch splits.
+    return jax.vmap(lambda k, p: mutation.mutate_with_info(k, p, SPEC, params))(subkeys, parents)
 
 
 def run(params, parents, seed=0):
@@ -406,7 +406,7 @@ def test_determinism_batch_and_unbatched():
     d = jax.tree.map(np.asarray, batch(jax.random.key(7), parents, SPEC, params))
     assert all(same(getattr(a, x), getattr(d, x)).all() for x in COMPONENTS)
     one = jax.jit(mutation.mutate, static_argnames=("spec", "params"))
-    key = jax.random.split(jax.random.key(7), N)[3]
+    key = keys.split(jax.random.key(7), N)[3]
     child = one(key, P.index(parents, 3), SPEC, params)
     for x in COMPONENTS:
         for leaf_a, leaf_b in zip(getattr(child, x), getattr(a, x), strict=True):
