@@ -339,9 +339,13 @@ class _Driver:
             "progress",
             experiments=experiments,
             individuals=n,
+            total_individuals=total,
             elapsed=elapsed,
             **f,
             **counters,
+            experiment_individuals=np.asarray(summary["individuals"])[running].tolist(),
+            experiment_best=stats[:, 2].tolist(),
+            experiment_mean=(stats[:, 0] / P).tolist(),
         )
 
     def loop(self, t_start: float) -> None:

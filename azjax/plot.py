@@ -124,6 +124,15 @@ def fitness_series(records: Sequence[dict]) -> dict[str, dict[str, list[float]]]
         if "experiment" in record:
             experiments = [record["experiment"]]
         fields = [record.get(k) for k in ("individuals", "best", "mean", "stdev")]
+        if isinstance(
+            record.get("experiment_best"), list
+        ):  # Per-experiment lists (azjax.experiment).
+            fields = [
+                record.get("experiment_individuals", fields[0]),
+                record["experiment_best"],
+                record.get("experiment_mean"),
+                None,
+            ]
         if isinstance(experiments, list) and any(isinstance(f, list) for f in fields[1:]):
             n = len(experiments)
             picks = [f if isinstance(f, list) and len(f) == n else [f] * n for f in fields]

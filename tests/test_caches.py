@@ -108,3 +108,39 @@ def test_many_distinct_keys_fill_the_table_and_vmap_over_experiments():
     q = jax.vmap(caches.query)(tables, keys, mask)
     assert float(q.hit.mean()) > 0.99  # A few set overflows at most.
     assert np.asarray(tables.counts > 0).sum(axis=(1, 2)).min() > 390
+
+
+# The original's fec_cache_test.cc cases, on a one-set table (exact LRU), one key per batch.
+
+
+def insert_and_verify(table, key, fitness, expect_new, clock):
+    table, q = apply(table, [key], values=[fitness], clock=clock)
+    assert bool(q.hit[0]) == (not expect_new)
+    if not expect_new:
+        assert float(q.value[0]) == np.float32(fitness)
+    return table
+
+
+def test_inserts_correctly():  # InsertsCorrectly
+    table = caches.empty(8, ways=8)
+    steps = [(1, True), (2, True), (3, True), (2, False), (4, True), (3, False), (2, False)]
+    for clock, (key, new) in enumerate(steps, start=1):
+        table = insert_and_verify(table, key, key / 10, new, clock)
+
+
+def test_discards_by_lru_policy():  # DiscardsByLRUPolicy
+    table = caches.empty(5, ways=5)
+    for clock, key in enumerate((5, 2, 4, 1, 3, 6, 7), start=1):
+        table = insert_and_verify(table, key, key / 10, True, clock)
+    _, q = apply(table, [1, 2, 3, 4, 5, 6, 7], clock=9)
+    np.testing.assert_array_equal(q.hit, [1, 0, 1, 1, 0, 1, 1])
+
+
+def test_lru_policy_considers_reinserts():  # LRUPolicyConsidersReinserts
+    table = caches.empty(5, ways=5)
+    steps = [(5, True), (2, True), (4, True), (1, True), (3, True), (5, False), (4, False)]
+    steps += [(6, True), (7, True)]
+    for clock, (key, new) in enumerate(steps, start=1):
+        table = insert_and_verify(table, key, key / 10, new, clock)
+    _, q = apply(table, [1, 2, 3, 4, 5, 6, 7], clock=20)
+    np.testing.assert_array_equal(q.hit, [0, 0, 1, 1, 1, 1, 1])
