@@ -127,8 +127,16 @@ def _counter_totals(summary, slots) -> np.ndarray:
 class _Driver:
     """One `run`: the device search state and the host's bookkeeping between calls."""
 
-    def __init__(self, exp: Experiment, workdir: str, log, deadline):
+    def __init__(self, exp: Experiment, workdir: str, log, deadline, metrics, progress_bar):
         self.exp, self.workdir, self.log, self.deadline = exp, workdir, log, deadline
+        self.metrics, self.bar = metrics, None
+        if progress_bar:
+            from tqdm.auto import tqdm  # Only for interactive use.
+
+            budget = exp.run.max_experiments * exp.search.max_train_steps
+            self.bar = tqdm(total=budget or None, unit=" steps" if budget else " indiv")
+            if log is print:  # Printed lines go above the bar.
+                self.log = self.bar.write
         self.ckpt_path = os.path.join(workdir, "checkpoint.npz")
         search_cfg = {k: v for k, v in exp.config.items() if k not in RUNTIME_FIELDS}
         self.metadata = {
@@ -143,8 +151,20 @@ class _Driver:
         self.slot_started: dict[int, float] = {}
 
     def emit(self, kind: str, **fields):
-        self.jsonl.write(json.dumps({"event": kind, **fields}, default=float) + "\n")
+        record = {"event": kind, **fields}
+        self.jsonl.write(json.dumps(record, default=float) + "\n")
         self.jsonl.flush()
+        if self.metrics is not None:
+            self.metrics(json.loads(json.dumps(record, default=float)))
+
+    def advance_bar(self, summary) -> None:
+        """Moves the progress bar to the train steps (with a budget) or individuals so far."""
+        running = np.flatnonzero(self.state.experiments >= 0)
+        if self.bar.total:
+            done = int(self.state.counters[-1]) + int(_counter_totals(summary, running)[-1])
+        else:
+            done = int(self.state.total_individuals + summary["individuals"][running].sum())
+        self.bar.update(max(0, done - self.bar.n))
 
     # -- state -----------------------------------------------------------------------------
 
@@ -364,6 +384,8 @@ class _Driver:
             n = self.generations_until_progress(running(summary), last_print)
             self.search_state = self.runner(self.search_state, self.tasks, n)
             summary = jax.device_get(_summary(self.search_state, exp.search))
+            if self.bar is not None:
+                self.advance_bar(summary)
             every = exp.run.progress_every
             if every and running(summary) >= last_print + every:
                 last_print = running(summary)
@@ -425,17 +447,25 @@ def run(
     workdir: str,
     log: Callable[[str], None] = print,
     deadline: float | None = None,
+    metrics: Callable[[dict], None] | None = None,
+    progress_bar: bool = False,
 ) -> Result:
     """Runs (or resumes, from workdir/checkpoint.npz) the experiments; writes results to workdir.
 
+    log: receives the printed lines (progress every `progress_every` individuals, experiment
+      results, the final evaluation and program).
     deadline: optional `time.time()` after which the running experiments end unscored and no
-    further experiment starts (a benchmark's cap; like time_budget_secs, it makes a run
-    timing-dependent).
+      further experiment starts (a benchmark's cap; like time_budget_secs, it makes a run
+      timing-dependent).
+    metrics: receives every record written to log.jsonl, as a dict ("event": "progress",
+      "experiment" or "final", and its fields).
+    progress_bar: show a tqdm bar, over train steps when max_experiments and max_train_steps
+      bound them (with an ETA), else over individuals.
     """
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         json.dump(exp.config, f, indent=2, default=list)
-    driver = _Driver(exp, workdir, log, deadline)
+    driver = _Driver(exp, workdir, log, deadline, metrics, progress_bar)
     seed = exp.run.random_seed or int(time.time_ns() % (2**31 - 1)) or 1
     if os.path.exists(driver.ckpt_path):
         driver.resume()
@@ -458,6 +488,8 @@ def run(
         result = driver.final(time.time() - t_start)
     finally:
         driver.jsonl.close()
+        if driver.bar is not None:
+            driver.bar.close()
     _write_outputs(workdir, result)
     return result
 

@@ -26,6 +26,9 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output directory (default: workdir/<config name>[-seed<random_seed>])."
 )
 _FRESH = flags.DEFINE_bool("fresh", False, "Delete the workdir's checkpoint and start over.")
+_PROGRESS_BAR = flags.DEFINE_bool(
+    "progress_bar", None, "Show a progress bar (default: when stdout is a terminal)."
+)
 _CPU_DEVICES = flags.DEFINE_integer(
     "cpu_devices", None, "CPU devices to shard populations over (default: one per core)."
 )
@@ -54,7 +57,9 @@ def main(argv):
     if _FRESH.value and os.path.exists(workdir):
         shutil.rmtree(workdir)
     try:
-        experiment.run(exp, workdir=workdir, log=lambda line: print(line, flush=True))
+        bar = sys.stdout.isatty() if _PROGRESS_BAR.value is None else _PROGRESS_BAR.value
+        log = print if bar else lambda line: print(line, flush=True)  # print: above the bar.
+        experiment.run(exp, workdir=workdir, log=log, progress_bar=bar)
     except checkpoint.CheckpointError as e:
         _fail(str(e))
     print(f"Outputs in {workdir}")
