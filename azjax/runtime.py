@@ -21,12 +21,31 @@ DEFAULT_CACHE_DIR = os.environ.get(
 )
 
 
+# XLA:CPU compiles a while loop that accesses fewer bytes than this threshold (and has no scatter,
+# sort or custom call) into one function, instead of dispatching a thunk per fused op and
+# iteration. The VM's loops over slots and examples are exactly that, and ~1 us of dispatch per
+# op dominated them: with the threshold raised the demo's VM calls ran 1.8x faster and compiled in
+# 40% less time (same results, bit for bit), and a demo search generation took 111 instead of
+# 250 ms (one core). It can only be set through XLA_FLAGS, before the backend starts.
+XLA_CPU_FLAGS = "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1000000000"
+
+
+def set_xla_flags() -> None:
+    """Adds `XLA_CPU_FLAGS` to the XLA_FLAGS environment variable (unless the threshold is
+    already set there). Takes effect only before JAX's CPU backend starts."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_small_while_loop_byte_threshold" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {XLA_CPU_FLAGS}".strip()
+
+
 def configure(*, num_cpu_devices: int | None = None, cache_dir: str | None = DEFAULT_CACHE_DIR):
     """Sets the CPU device count (default: one per available core) and the persistent cache
     (default: $AZJAX_COMPILATION_CACHE_DIR, else ~/.cache/azjax/jax).
 
     Must run before JAX initializes its backends; a later call raises a RuntimeError naming the fix.
+    Also sets the XLA:CPU flags of `set_xla_flags`.
     """
+    set_xla_flags()
     if num_cpu_devices is None:
         num_cpu_devices = (
             len(os.sched_getaffinity(0))

@@ -6,7 +6,10 @@ import jax
 import numpy as np
 import pytest
 
+from azjax import runtime
+
 CACHE_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".jax_cache"))
+runtime.set_xla_flags()  # Before the backend starts, as scripts do (runtime.configure).
 jax.config.update("jax_num_cpu_devices", 2)
 jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

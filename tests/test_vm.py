@@ -577,14 +577,22 @@ def _single_vmap(spec, component, programs, s, v, m, seeds, call):
 
 def _assert_one_at_a_time_equal(batched, comp, memory, seeds, call, lanes):
     """Each of `lanes`, run alone through the jitted single-program path, equals its batched
-    result bit for bit."""
+    result within 1 ulp: compiled alone, the slot loop is scalar code (XLA:CPU compiles small
+    loops into one function, `runtime.XLA_CPU_FLAGS`), whose fused multiply-adds may differ from
+    the vectorized batch's in the last bit."""
     for p in lanes:
         one = Component(comp.code[p], comp.consts[p], comp.length[p])
         single = _single_jit(
             SPEC_RAND, "setup", one, *(x[p] for x in memory), jnp.uint32(seeds[p]), jnp.int32(call)
         )
         for x, y in zip(batched, single, strict=True):
-            np.testing.assert_array_equal(x[p], np.asarray(y), err_msg=f"lane {p}")
+            x, y = x[p], np.asarray(y)
+            same = (x == y) | (np.isnan(x) & np.isnan(y))
+            finite = np.isfinite(x) & np.isfinite(y)
+            x, y = np.where(finite, x, 0), np.where(finite, y, 0)
+            ulp = np.spacing(np.maximum(np.abs(x), np.abs(y)).astype(np.float32))
+            close = finite & (np.abs(x - y) <= ulp)
+            assert (same | close).all(), f"lane {p}: {x} != {y}"
 
 
 def _paths_inputs():
