@@ -113,7 +113,8 @@ def step(state: SearchState, tasks: TaskSet, config: SearchConfig, *, chunk: int
     call (`azjax.scoring.programs_per_call`)."""
     ev = config.evolution
     pop = state.population
-    children, asked = jax.vmap(lambda s: evolution.ask(s, ev))(pop)
+    with jax.named_scope("S_ask"):
+        children, asked = jax.vmap(lambda s: evolution.ask(s, ev))(pop)
     valid = jax.vmap(lambda s: evolution.told(s, ev))(pop) & state.active[:, None]
     keys = jax.vmap(jax.random.split)(state.key)
     fitness, tables, counters = search_eval.score_children(
@@ -129,9 +130,10 @@ def step(state: SearchState, tasks: TaskSet, config: SearchConfig, *, chunk: int
         config=config.evaluation,
         chunk=chunk,
     )
-    told = jax.vmap(lambda s, c, f, m: evolution.tell(s, c, f, ev, mask=m))(
-        asked, children, fitness, valid
-    )
+    with jax.named_scope("S_tell"):
+        told = jax.vmap(lambda s, c, f, m: evolution.tell(s, c, f, ev, mask=m))(
+            asked, children, fitness, valid
+        )
 
     def active_only(new, old):  # Idle slots keep their state (tell already wrote nothing).
         mask = state.active.reshape(state.active.shape + (1,) * (new.ndim - 1))

@@ -189,7 +189,7 @@ def score_children(
             children, cfg.budget_baseline, num_train, cfg.budget_factor
         )
     runnable = valid & (counts > 0)
-    with jax.named_scope("prune"):
+    with jax.named_scope("S_prune"):
         programs = device_pruning.compact(device_pruning.prune(children, spec), spec)
     random = device_pruning.has_random_ops(programs)
     query = jax.vmap(caches.query)
@@ -206,8 +206,9 @@ def score_children(
     unique = runnable
     if cfg.dedupe_cache_size:
         dedupable = runnable & (~random | fec_on)
-        skeys = hashing.program_keys(programs)
-        dq = query(tables.dedupe, skeys, dedupable)
+        with jax.named_scope("S_dedupe_query"):
+            skeys = hashing.program_keys(programs)
+            dq = query(tables.dedupe, skeys, dedupable)
         unique = runnable & ~(dedupable & (dq.hit | ~dq.is_first))
 
     flat = lambda x: x.reshape((E * K,) + x.shape[2:])  # noqa: E731
@@ -230,7 +231,8 @@ def score_children(
             )
             return finish(result)
 
-        out = _pooled(fn, flat_programs, flat(mask), cost, chunk)
+        with jax.named_scope("S_vm_" + ("fp" if record else "full")):
+            out = _pooled(fn, flat_programs, flat(mask), cost, chunk)
         return jax.tree.map(lambda x: x.reshape((E, K) + x.shape[1:]), out)
 
     # Stages 3-4: FEC and the early-stop shortcut.
@@ -251,7 +253,8 @@ def score_children(
         fkeys, stopped, fp_steps = vm_pass(
             unique, fec_tasks, fec_seeds, cfg.fec_num_train, True, fingerprint
         )
-        fq = query(tables.fec, fkeys, unique)
+        with jax.named_scope("S_fec_query"):
+            fq = query(tables.fec, fkeys, unique)
         run = unique & fq.is_first & ~fq.hit
         dead = run[..., None] & stopped & ~random[..., None]
         need = run[..., None] & ~dead
@@ -270,12 +273,14 @@ def score_children(
     fitness = _combine(jnp.where(need, fit_t, 0.0), cfg.combination)
     if fec_on:
         fitness = jnp.where(run, fitness, jnp.where(fq.hit, fq.value, first_of(fitness, fq)))
-        fec_table = update(tables.fec, fq, fkeys, fitness, run, clock)
+        with jax.named_scope("S_fec_update"):
+            fec_table = update(tables.fec, fq, fkeys, fitness, run, clock)
         tables = tables._replace(fec=fec_table)
     if cfg.dedupe_cache_size:
         fitness = jnp.where(unique, fitness, jnp.where(dq.hit, dq.value, first_of(fitness, dq)))
         insert = dedupable & dq.is_first & ~dq.hit
-        tables = tables._replace(dedupe=update(tables.dedupe, dq, skeys, fitness, insert, clock))
+        with jax.named_scope("S_dedupe_update"):
+            tables = tables._replace(dedupe=update(tables.dedupe, dq, skeys, fitness, insert, clock))
     fitness = jnp.where(runnable, fitness, 0.0)
 
     # Counters and train steps (module docstring).
