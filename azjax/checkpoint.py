@@ -129,6 +129,24 @@ def save_checkpoint(path, state, metadata: dict | None = None) -> None:
         os.close(dir_fd)
 
 
+def remove_stale_temporaries(path) -> list[str]:
+    """Deletes the temporary files a write of `path` killed mid-way left behind (`save_checkpoint`
+    writes `.tmp-<name>-*` beside it, then renames); returns their paths. Call it when no other
+    process writes that checkpoint."""
+    path = os.fspath(path)
+    directory, prefix = os.path.dirname(os.path.abspath(path)), ".tmp-" + os.path.basename(path)
+    stale = (
+        []
+        if not os.path.isdir(directory)
+        else sorted(
+            os.path.join(directory, n) for n in os.listdir(directory) if n.startswith(prefix + "-")
+        )
+    )
+    for name in stale:
+        os.remove(name)
+    return stale
+
+
 def _read(path: str) -> tuple[dict, list[np.ndarray]]:
     """Reads the header and leaf arrays, checking integrity; raises CheckpointError."""
     if not os.path.exists(path):

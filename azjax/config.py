@@ -9,8 +9,12 @@ the field.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import re
+import sys
 from typing import Any
 
+from absl import flags
 from ml_collections import config_dict
 
 from azjax import budget, evolution, generator, mutation, search, search_eval, tasks
@@ -19,6 +23,7 @@ from azjax import program as program_lib
 from azjax.program import ComponentSpec, ProgramSpec
 
 _ROOMY = 1024  # Slot capacity used only to measure hand-written models.
+MAX_ADDRESSES = 100  # Per bank (the original's builds use at most 20 scalars, vectors, matrices).
 
 
 class ConfigError(ValueError):
@@ -246,6 +251,11 @@ def build(cfg: config_dict.ConfigDict | dict) -> Experiment:
         )
     except ValueError as e:
         raise ConfigError(f"config: {e}") from e
+    for name in ("num_scalars", "num_vectors", "num_matrices"):
+        if not 1 <= int(_get(cfg, name)) <= MAX_ADDRESSES:
+            raise ConfigError(f"config.{name} must be in [1, {MAX_ADDRESSES}], got {cfg[name]}")
+    if not float(_get(cfg, "max_abs_error")) > 0:
+        raise ConfigError(f"config.max_abs_error must be > 0, got {cfg['max_abs_error']}")
     for name in ("max_train_steps", "max_experiments", "random_seed", "progress_every"):
         if int(_get(cfg, name)) < 0:
             raise ConfigError(f"config.{name} must be >= 0, got {_get(cfg, name)}")
@@ -297,3 +307,48 @@ def build(cfg: config_dict.ConfigDict | dict) -> Experiment:
         final_tasks=_task_spec(cfg, "final_tasks"),
         config=cfg,
     )
+
+
+def _flat_keys(cfg, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in cfg.items():
+        keys.append(prefix + k)
+        if isinstance(v, config_dict.ConfigDict | dict):
+            keys += _flat_keys(v, prefix + k + ".")
+    return keys
+
+
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+def parse_flags(argv: list[str], config_flag: str = "config") -> list[str]:
+    """absl's flag parsing for scripts with an ml_collections config flag, with every error one
+    line on stderr (exit 2): an unknown `--config.FIELD` names the closest fields, a config file
+    that does not load names its problem. `app.run(main, flags_parser=config.parse_flags)`."""
+    program = argv[0].rsplit("/", 1)[-1] if argv else "azjax"
+
+    def fail(message: str):
+        print(f"{program}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+    try:
+        rest = flags.FLAGS(argv)
+    except flags.Error as e:
+        fail(_one_line(e))
+    except (AttributeError, KeyError) as e:  # ml_collections: an override of an unknown field.
+        words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", str(e))
+        overrides = [a.split("=")[0][len(f"--{config_flag}.") :] for a in argv]
+        overrides = [o for o in overrides if o and any(w in o.split(".") for w in words[:1])]
+        name = overrides[0] if overrides else (words[0] if words else "?")
+        close = difflib.get_close_matches(name, _flat_keys(default_config()), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        fail(f"--{config_flag}.{name}: no such config field{hint}")
+    except Exception as e:  # The config file's own errors (bad values, syntax).
+        fail(f"--{config_flag}: {_one_line(e)}")
+    try:
+        dict(flags.FLAGS[config_flag].value)  # A file that failed to load raises here.
+    except Exception as e:
+        fail(f"--{config_flag}: {_one_line(e)}")
+    return rest

@@ -27,7 +27,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from azjax import generator, keys, mutation
 from azjax.program import COMPONENTS, Program, ProgramSpec
@@ -196,13 +195,3 @@ def best_of_population(state: PopulationState) -> tuple[Program, jax.Array]:
     """The original's candidate: the population's fittest individual (the first on ties)."""
     i = jnp.argmax(state.fitness)
     return jax.tree.map(lambda x: x[i], state.programs), state.fitness[i]
-
-
-def fitness_stats(fitness) -> dict[str, float]:
-    """mean, stdev (population, as the original's progress lines) and best of fitnesses."""
-    f = np.asarray(fitness, np.float64)
-    return {
-        "mean": float(f.mean()),
-        "stdev": float(np.sqrt(max(f.var(), 0.0))),
-        "best": float(f.max()),
-    }

@@ -22,10 +22,13 @@ run resumes exactly.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -37,6 +40,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from azjax import checkpoint as checkpoint_lib
 from azjax import evaluation, evolution, program_io, runtime, scoring, search, tasks, wide
+from azjax import ops as ops_lib
 from azjax import program as program_lib
 from azjax.config import Experiment
 from azjax.program import Program
@@ -47,6 +51,38 @@ RUNTIME_FIELDS = ("checkpoint_every_secs", "progress_every", "chunk_size", "time
 CHECKPOINT_FORMAT = "azjax.search/4"  # 4: the device search state
 COUNTER_FIELDS = Counters._fields
 MAX_GENERATIONS_PER_CALL = 1000
+
+
+class Interrupted(Exception):
+    """`run` stopped on SIGINT (Ctrl-C) or SIGTERM after saving its state to `checkpoint`;
+    running it again resumes there."""
+
+    def __init__(self, checkpoint: str):
+        super().__init__(f"interrupted; saved {checkpoint} (run again to resume)")
+        self.checkpoint = checkpoint
+
+
+@contextlib.contextmanager
+def _stop_requests():
+    """A flag that SIGINT and SIGTERM set instead of raising (the driver saves and stops at the
+    next call boundary); a second SIGINT raises KeyboardInterrupt at once. Only in the main
+    thread (elsewhere signals cannot be handled): there the flag is never set."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 class RunState(NamedTuple):
@@ -71,6 +107,7 @@ class Result(NamedTuple):
     individuals: int  # of every experiment started
     seconds: float
     counters: dict[str, int]  # summed over experiments (`search_eval.Counters` fields)
+    timings: dict[str, float]  # wall seconds in the device search calls and in scoring
 
 
 def _experiment_key(seed: int, experiment: int):
@@ -139,6 +176,8 @@ class _Driver:
                 self.log = self.bar.write
         self.ckpt_path = os.path.join(workdir, "checkpoint.npz")
         search_cfg = {k: v for k, v in exp.config.items() if k not in RUNTIME_FIELDS}
+        for c in program_lib.COMPONENTS:  # Names or ids: the same op lists.
+            search_cfg[f"{c}_ops"] = list(ops_lib.op_ids(exp.config[f"{c}_ops"]))
         self.metadata = {
             "format": CHECKPOINT_FORMAT,
             "config": json.loads(json.dumps(search_cfg, default=list)),
@@ -149,6 +188,9 @@ class _Driver:
         self.runner = search.runner(exp.search, self.mesh)
         self.jsonl = open(os.path.join(workdir, "log.jsonl"), "a")  # noqa: SIM115
         self.slot_started: dict[int, float] = {}
+        # Wall seconds in the device search calls (dispatch to results) and in select/final
+        # scoring (tasks included); the rest of a run is the host's.
+        self.seconds = {"search": 0.0, "scoring": 0.0}
 
     def emit(self, kind: str, **fields):
         record = {"event": kind, **fields}
@@ -309,6 +351,7 @@ class _Driver:
         )
 
     def _score(self, program: Program, spec: tasks.TaskSpec, key) -> float:
+        t_score = time.perf_counter()
         groups = scoring.place_collection([tasks.make_tasks(spec)])
         fit = scoring.score(
             program_lib.stack([program]),
@@ -317,6 +360,7 @@ class _Driver:
             spec=self.exp.spec,
             max_abs_error=self.exp.search.evaluation.max_abs_error,
         )
+        self.seconds["scoring"] += time.perf_counter() - t_score
         return float(evaluation.combine(fit, "mean")[0])
 
     # -- the loop --------------------------------------------------------------------------
@@ -368,11 +412,14 @@ class _Driver:
             experiment_mean=(stats[:, 0] / P).tolist(),
         )
 
-    def loop(self, t_start: float) -> None:
+    def loop(self, t_start: float, stop: threading.Event) -> None:
         exp = self.exp
         last_print, last_ckpt = -(10**18), time.time()
         summary = jax.device_get(_summary(self.search_state, exp.search))
         while not bool(self.state.done):
+            if stop.is_set():
+                self.save(t_start)
+                raise Interrupted(self.ckpt_path)
             new = int(self.state.started)
             self.start_experiments()
             if (self.state.experiments < 0).all():  # max_experiments have ended.
@@ -382,8 +429,10 @@ class _Driver:
             if int(self.state.started) > new:
                 summary = jax.device_get(_summary(self.search_state, exp.search))
             n = self.generations_until_progress(running(summary), last_print)
+            t_call = time.perf_counter()
             self.search_state = self.runner(self.search_state, self.tasks, n)
             summary = jax.device_get(_summary(self.search_state, exp.search))
+            self.seconds["search"] += time.perf_counter() - t_call
             if self.bar is not None:
                 self.advance_bar(summary)
             every = exp.run.progress_every
@@ -428,6 +477,7 @@ class _Driver:
             int(state.total_individuals),
             seconds,
             dict(zip(COUNTER_FIELDS, state.counters.tolist(), strict=True)),
+            dict(self.seconds),
         )
         self.emit(
             "final",
@@ -437,6 +487,7 @@ class _Driver:
             individuals=result.individuals,
             seconds=seconds,
             counters=result.counters,
+            timings=result.timings,
         )
         return result
 
@@ -466,6 +517,7 @@ def run(
     with open(os.path.join(workdir, "config.json"), "w") as f:
         json.dump(exp.config, f, indent=2, default=list)
     driver = _Driver(exp, workdir, log, deadline, metrics, progress_bar)
+    checkpoint_lib.remove_stale_temporaries(driver.ckpt_path)
     seed = exp.run.random_seed or int(time.time_ns() % (2**31 - 1)) or 1
     if os.path.exists(driver.ckpt_path):
         driver.resume()
@@ -483,8 +535,9 @@ def run(
     log(f"Random seed = {seed}")
     t_start = time.time() - float(driver.state.elapsed)
     try:
-        driver.loop(t_start)
-        driver.save(t_start)
+        with _stop_requests() as stop:
+            driver.loop(t_start, stop)
+            driver.save(t_start)
         result = driver.final(time.time() - t_start)
     finally:
         driver.jsonl.close()

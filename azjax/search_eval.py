@@ -47,8 +47,9 @@ class EvaluationConfig:
     dedupe_cache_size: programs the structural dedupe cache holds (0 disables dedupe).
     budget_baseline: the train budget's baseline costs (setup, train), from
       `azjax.budget.program_costs`; None = no budget. budget_factor: its threshold factor.
-    chunk_size: programs per VM call (and device); calls are also capped by memory
-      (`azjax.scoring.programs_per_call`).
+    chunk_size: programs per full-evaluation VM call (and device); calls are also capped by
+      memory (`azjax.scoring.programs_per_call`). Fingerprint calls take FINGERPRINT_CHUNKS times
+      as many programs (their runs are 10x shorter, so a call's fixed cost weighs more).
     """
 
     max_abs_error: float = evaluation.MAX_ABS_ERROR
@@ -108,6 +109,9 @@ class Tables(NamedTuple):
 def empty_tables(config: EvaluationConfig, num_tasks: int) -> Tables:
     fec_size = max(1, config.fec_cache_size // num_tasks) if config.fec_num_train else 1
     return Tables(caches.empty(max(1, config.dedupe_cache_size)), caches.empty(fec_size))
+
+
+FINGERPRINT_CHUNKS = 4
 
 
 def _combine(per_task: jax.Array, mode: str) -> jax.Array:
@@ -176,7 +180,7 @@ def score_children(
       tasks: each experiment's search tasks, arrays `[E, T, ...]`; info: their static facts.
       keys: `[E]` PRNG keys for the random ops' lane seeds (consumed).
       clock: int32 `[E]`, each experiment's generation (the caches' time).
-      chunk: programs per VM call.
+      chunk: programs per full-evaluation VM call (fingerprint calls: FINGERPRINT_CHUNKS x).
     """
     cfg = config
     E, K = valid.shape
@@ -217,6 +221,8 @@ def score_children(
     cost = flat(_cost(programs))
 
     def vm_pass(mask, run_tasks, seeds, epoch_size, record, finish):
+        size = chunk * FINGERPRINT_CHUNKS if record else chunk
+
         def fn(progs, index):
             result = evaluation.evaluate_lanes(
                 progs,
@@ -232,7 +238,7 @@ def score_children(
             return finish(result)
 
         with jax.named_scope("S_vm_" + ("fp" if record else "full")):
-            out = _pooled(fn, flat_programs, flat(mask), cost, chunk)
+            out = _pooled(fn, flat_programs, flat(mask), cost, size)
         return jax.tree.map(lambda x: x.reshape((E, K) + x.shape[1:]), out)
 
     # Stages 3-4: FEC and the early-stop shortcut.
@@ -280,7 +286,9 @@ def score_children(
         fitness = jnp.where(unique, fitness, jnp.where(dq.hit, dq.value, first_of(fitness, dq)))
         insert = dedupable & dq.is_first & ~dq.hit
         with jax.named_scope("S_dedupe_update"):
-            tables = tables._replace(dedupe=update(tables.dedupe, dq, skeys, fitness, insert, clock))
+            tables = tables._replace(
+                dedupe=update(tables.dedupe, dq, skeys, fitness, insert, clock)
+            )
     fitness = jnp.where(runnable, fitness, 0.0)
 
     # Counters and train steps (module docstring).

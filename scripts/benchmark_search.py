@@ -72,6 +72,9 @@ def main(argv):
             individuals=result.individuals,
             individuals_per_sec=result.individuals / seconds,
             compile_seconds=compile_s,
+            search_seconds=result.timings["search"],
+            scoring_seconds=result.timings["scoring"],
+            host_fraction=max(0.0, seconds - sum(result.timings.values())) / seconds,
             **{f"saved_{k}": v for k, v in c.items()},
         )
         rows.append(row)
@@ -106,6 +109,8 @@ def main(argv):
         "fec",
         "early_stop",
         "full_evals",
+        "compile_s",
+        "host_%",
         "final",
     )
     print("\n" + " | ".join(f"{h:>11}" for h in header))
@@ -121,6 +126,8 @@ def main(argv):
             r["saved_fec_hits"],
             r["saved_early_stops"],
             r["saved_full_evaluations"],
+            f"{r['compile_seconds']:.1f}",
+            f"{100 * r['host_fraction']:.1f}",
             f"{r['final_fitness']:.6f}",
         )
         print(" | ".join(f"{str(v):>11}" for v in vals))
@@ -146,4 +153,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=config.parse_flags)

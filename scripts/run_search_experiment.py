@@ -54,16 +54,21 @@ def main(argv):
     workdir = _WORKDIR.value or os.path.join(
         "workdir", cfg.get("name", "run") + (f"-seed{seed}" if seed else "")
     )
-    if _FRESH.value and os.path.exists(workdir):
-        shutil.rmtree(workdir)
     try:
+        if _FRESH.value and os.path.exists(workdir):
+            shutil.rmtree(workdir)
         bar = sys.stdout.isatty() if _PROGRESS_BAR.value is None else _PROGRESS_BAR.value
         log = print if bar else lambda line: print(line, flush=True)  # print: above the bar.
         experiment.run(exp, workdir=workdir, log=log, progress_bar=bar)
     except checkpoint.CheckpointError as e:
         _fail(str(e))
+    except experiment.Interrupted as e:
+        print(f"run_search_experiment.py: {e}", file=sys.stderr)
+        sys.exit(130)
+    except OSError as e:  # An unwritable workdir, a full disk: the last checkpoint is intact.
+        _fail(f"{e.filename or workdir}: {e.strerror or e}")
     print(f"Outputs in {workdir}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=config.parse_flags)

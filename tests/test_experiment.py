@@ -1,16 +1,20 @@
 """The experiment driver: config validation, one-line errors, outputs, and exact kill-and-resume."""
 
+import functools
 import json
 import os
+import pathlib
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
 from conftest import CACHE_DIR
 
-from azjax import checkpoint, config, experiment
+from azjax import checkpoint, config, experiment, ops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "run_search_experiment.py")
@@ -34,7 +38,6 @@ TINY = [
     "--config.stop_search_at_fitness=0",
     "--config.random_seed=11",
     "--config.progress_every=100",
-    "--cpu_devices=1",
 ]
 
 
@@ -51,9 +54,10 @@ def _run(workdir, *extra, check=True, **kw):
 
 
 def test_demo_and_integration_configs_build():
-    for name in ("demo", "linear", "nonlinear", "projected_binary"):
-        module = {}
-        with open(os.path.join(ROOT, "configs", f"{name}.py")) as f:
+    for name in ("demo", "full_ops", "linear", "nonlinear", "projected_binary"):
+        path = os.path.join(ROOT, "configs", f"{name}.py")
+        module = {"__file__": path}
+        with open(path) as f:
             exec(compile(f.read(), name, "exec"), module)
         exp = config.build(module["get_config"]())
         assert exp.search.evolution.population_size >= 1
@@ -65,8 +69,9 @@ def test_demo_and_integration_configs_build():
 
 
 def module_config(name):
-    module = {}
-    with open(os.path.join(ROOT, "configs", f"{name}.py")) as f:
+    path = os.path.join(ROOT, "configs", f"{name}.py")
+    module = {"__file__": path}
+    with open(path) as f:
         exec(compile(f.read(), name, "exec"), module)
     return module["get_config"]()
 
@@ -104,74 +109,144 @@ def test_script_reports_bad_flags_in_one_line(tmp_path):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(lines) == 1 and "population_size" in lines[0], proc.stderr
-    proc = _run(tmp_path / "w", "--config.no_such_field=3", check=False)
-    assert proc.returncode != 0 and "no_such_field" in proc.stderr
+    for flag, message in [
+        ("--config.populaton_size=3", "did you mean population_size"),
+        ("--config=configs/nope.py", "No such file"),
+        ("--config.max_abs_error=0", "max_abs_error must be > 0"),
+        ("--config.num_scalars=100000", "num_scalars must be in [1, 100]"),
+    ]:
+        proc = _run(tmp_path / "w", flag, check=False)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
+    readonly = tmp_path / "file"
+    readonly.write_text("a file, not a directory")
+    proc = _run(readonly / "w", check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and str(readonly) in lines[0], proc.stderr
 
 
 # parallel_experiments=2 with 3 experiments: two run together, the third refills a slot.
-PARALLEL = ["--config.parallel_experiments=2", "--config.max_experiments=3"]
+PARALLEL = dict(parallel_experiments=2, max_experiments=3)
 
 
-@pytest.mark.parametrize("extra", [[], PARALLEL], ids=["sequential", "parallel"])
-def test_run_writes_outputs_and_kill_resume_is_exact(tmp_path, extra):
-    # Uninterrupted reference run.
-    ref = _run(tmp_path / "ref", *extra)
-    assert "Final evaluation fitness (on unseen data) = " in ref.stdout
-    assert "def Predict():" in ref.stdout
-    results = json.loads((tmp_path / "ref" / "results.json").read_text())
-    assert results["experiments"] == (3 if extra else 2)
-    for name in ("best_program.txt", "best_program.json", "log.jsonl", "config.json"):
-        assert (tmp_path / "ref" / name).exists()
-    events = [
-        json.loads(line) for line in (tmp_path / "ref" / "log.jsonl").read_text().splitlines()
-    ]
-    assert {"progress", "experiment", "final"} <= {e["event"] for e in events}
+def _flags(overrides: dict) -> list[str]:
+    return [f"--config.{k}={v}" for k, v in overrides.items()]
 
-    # Killed run: checkpoint every generation, SIGKILL once a checkpoint exists, then resume.
-    work = tmp_path / "killed"
-    cmd = [
-        sys.executable,
-        SCRIPT,
-        f"--config={DEMO}",
-        f"--workdir={work}",
-        *TINY,
-        *extra,
-        "--config.checkpoint_every_secs=0",
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+
+@functools.cache
+def _reference(extra_items: tuple):
+    """An uninterrupted run of TINY (+ extra), in this process; (result, workdir, printed lines)."""
+    workdir = tempfile.mkdtemp(prefix="azjax_ref_")
+    lines = []
+    result = experiment.run(
+        config.build(_tiny_config(**dict(extra_items))), workdir=workdir, log=lines.append
     )
-    ckpt = work / "checkpoint.npz"
+    return result, workdir, lines
+
+
+def _script(workdir, extra: dict, *flags):
+    cmd = [sys.executable, SCRIPT, f"--config={DEMO}", f"--workdir={workdir}", *TINY]
+    cmd += [*_flags(extra), "--config.checkpoint_every_secs=0", *flags]
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _wait_for_checkpoints(proc, ckpt, count: int):
     deadline = time.time() + 300
     writes = set()  # Distinct checkpoints seen (by modification time).
-    while time.time() < deadline and proc.poll() is None:
+    while time.time() < deadline and proc.poll() is None and len(writes) < count:
         if ckpt.exists():
             writes.add(ckpt.stat().st_mtime_ns)
-            if len(writes) >= 3:  # Past the first checkpoints, somewhere mid-search.
-                break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed: make TINY longer"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    resumed = _run(work, *extra, "--config.checkpoint_every_secs=0")
-    assert "Resumed from" in resumed.stdout
-    final = lambda out: [l for l in out.splitlines() if l.startswith("Final evaluation")]  # noqa: E731
-    assert final(resumed.stdout) == final(ref.stdout)
-    assert (work / "best_program.txt").read_text() == (
-        tmp_path / "ref" / "best_program.txt"
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be stopped: make TINY longer"
+
+
+def _resume(workdir, extra: dict):
+    lines = []
+    cfg = _tiny_config(**extra, checkpoint_every_secs=0)
+    result = experiment.run(config.build(cfg), workdir=str(workdir), log=lines.append)
+    assert any(line.startswith("Resumed from") for line in lines)
+    return result
+
+
+def _assert_same_run(result, workdir, reference):
+    ref, ref_dir, _ = reference
+    assert result.final_fitness == ref.final_fitness and result.individuals == ref.individuals
+    assert result.counters == ref.counters
+    assert (workdir / "best_program.txt").read_text() == (
+        pathlib.Path(ref_dir) / "best_program.txt"
     ).read_text()
-    again = json.loads((work / "results.json").read_text())
-    assert again["final_fitness"] == results["final_fitness"]
-    assert again["individuals"] == results["individuals"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param({}, marks=pytest.mark.slow, id="sequential"),
+        pytest.param(PARALLEL, id="parallel"),
+    ],
+)
+def test_run_writes_outputs_and_kill_resume_is_exact(tmp_path, extra):
+    reference = _reference(tuple(extra.items()))
+    _, ref_dir, ref_lines = reference
+    ref_dir = pathlib.Path(ref_dir)
+    assert any(
+        line.startswith("Final evaluation fitness (on unseen data) = ") for line in ref_lines
+    )
+    assert "def Predict():" in "\n".join(ref_lines).splitlines()
+    results = json.loads((ref_dir / "results.json").read_text())
+    assert results["experiments"] == (3 if extra else 2)
+    for name in ("best_program.txt", "best_program.json", "log.jsonl", "config.json"):
+        assert (ref_dir / name).exists()
+    events = [json.loads(line) for line in (ref_dir / "log.jsonl").read_text().splitlines()]
+    assert {"progress", "experiment", "final"} <= {e["event"] for e in events}
+    # Killed run: the script, checkpointing after every call, SIGKILLed once it has written a
+    # few checkpoints (maybe in the middle of a write); then resumed (here) from its last one.
+    work = tmp_path / "killed"
+    proc = _script(work, extra)
+    _wait_for_checkpoints(proc, work / "checkpoint.npz", 3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()  # Reaps it and closes its pipes.
+    _assert_same_run(_resume(work, extra), work, reference)
+    assert not list(work.glob(".tmp-*"))  # A write the kill cut short leaves nothing behind.
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_and_sigterm_save_and_exit_130_then_resume_exactly(tmp_path, signum):
+    work = tmp_path / "stopped"
+    proc = _script(work, PARALLEL, "--config.checkpoint_every_secs=1000")
+    _wait_for_checkpoints(proc, work / "log.jsonl", 2)  # Searching: progress being written.
+    os.kill(proc.pid, signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "saved" in lines[0] and "checkpoint.npz" in lines[0], stderr
+    _assert_same_run(_resume(work, PARALLEL), work, _reference(tuple(PARALLEL.items())))
+
+
+def test_stale_temporaries_are_removed_and_op_names_resume_ids(tmp_path):
+    work = tmp_path / "w"
+    _, ref_dir, _ = _reference(tuple(PARALLEL.items()))
+    shutil.copytree(ref_dir, work)
+    stale = work / ".tmp-checkpoint.npz-abc123"
+    stale.write_bytes(b"half a checkpoint")
+    named = _tiny_config(**PARALLEL)
+    named.setup_ops = named.predict_ops = named.learn_ops = tuple(
+        ops.OPS[i].name for i in ops.DEMO_OPS
+    )
+    lines = []
+    experiment.run(config.build(named), workdir=str(work), log=lines.append)  # Resumes: done.
+    assert any("this run has finished" in line for line in lines)
+    assert not stale.exists()
 
 
 def test_corrupt_or_mismatched_checkpoint_fails_clearly(tmp_path):
     work = tmp_path / "w"
-    _run(work)
-    proc = _run(work, "--config.population_size=30", check=False)
+    shutil.copytree(_reference(tuple(PARALLEL.items()))[1], work)
+    proc = _run(work, *_flags(PARALLEL), "--config.population_size=30", check=False)
     assert proc.returncode == 2 and "population_size" in proc.stderr, proc.stderr
     (work / "checkpoint.npz").write_bytes(b"not a checkpoint")
-    proc = _run(work, check=False)
+    proc = _run(work, *_flags(PARALLEL), check=False)
     assert proc.returncode == 2 and "checkpoint" in proc.stderr, proc.stderr
 
 
@@ -221,14 +296,14 @@ def test_parallel_experiments_are_the_experiments_run_one_by_one(tmp_path):
 def test_parallel_run_stops_at_the_first_sufficient_experiment(tmp_path):
     """Once an experiment's select fitness is sufficient, the others are abandoned: no select
     evaluation for them, but their individuals count."""
-    cfg = _tiny_config(parallel_experiments=3, max_experiments=0, sufficient_fitness=0.01)
+    cfg = _tiny_config(parallel_experiments=2, max_experiments=0, sufficient_fitness=0.01)
     lines = []
     result = experiment.run(config.build(cfg), workdir=str(tmp_path), log=lines.append)
     ended = _experiment_events(tmp_path)
     assert len(ended) == 1 and ended[0][2] > 0.01
-    assert result.experiments == 3
-    assert result.individuals > ended[0][3]  # The abandoned ones' individuals are counted.
-    assert any(line.startswith("experiments=0-2, indivs=") for line in lines)
+    assert result.experiments == 2
+    assert result.individuals > ended[0][3]  # The abandoned one's individuals are counted.
+    assert any(line.startswith("experiments=0-1, indivs=") for line in lines)
 
 
 def test_parallel_experiments_must_be_positive():
