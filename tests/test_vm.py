@@ -88,14 +88,17 @@ def run_vm(spec, component, programs: Component, memory, seeds, call):
     return tuple(np.asarray(x) for x in out)
 
 
-def run_reference(programs: Component, memory, seeds, call, lanes=None, dtype=np.float32):
-    """Reference interpreter, one lane at a time; (s, v, m) stacked like the VM's output."""
+def run_reference(
+    programs: Component, memory, seeds, call, lanes=None, dtype=np.float32, flush=False
+):
+    """Reference interpreter, one lane at a time; (s, v, m) stacked like the VM's output.
+    `flush`: subnormals flushed to zero, as XLA:CPU computes (`reference.execute_instruction`)."""
     lanes = range(len(seeds)) if lanes is None else lanes
     outs = ([], [], [])
     for p in lanes:
         mem = ref.Memory(*(np.array(x[p], dtype) for x in memory))
         one = Component(programs.code[p], programs.consts[p], programs.length[p])
-        ref.execute_component(mem, one, seed=seeds[p], call=call)
+        ref.execute_component(mem, one, seed=seeds[p], call=call, flush_subnormals=flush)
         for bank, x in zip(outs, (mem.scalars, mem.vectors, mem.matrices), strict=True):
             bank.append(x)
     return tuple(np.stack(x) for x in outs)
@@ -237,11 +240,11 @@ def test_single_op_batches_exercise_specials():
 # Corner cases of REFERENCE.md §2.3, explicitly (through the compiled single-op VM).
 
 
-def run_corner_cases(F, cases):
+def run_corner_cases(F, cases, flush=False):
     """cases: list of (instruction, memory dict {(kind, addr): value}).
 
-    Runs them padded to the single-op batch shape (no new compile), checks VM == reference, and
-    returns the VM's (s, v, m) for the given lanes.
+    Runs them padded to the single-op batch shape (no new compile), checks VM == reference (with
+    `flush`: subnormals flushed to zero in both), and returns the VM's (s, v, m) for the lanes.
     """
     n = len(cases)
     instrs = [[c[0]] for c in cases] + [[]] * (P_ONE - n)
@@ -255,7 +258,9 @@ def run_corner_cases(F, cases):
     seeds = np.arange(P_ONE, dtype=np.uint32)
     got = run_vm(SPEC_ONE, "predict", programs, memory, seeds, CALL)
     got = tuple(x[:n] for x in got)
-    want = run_reference(programs, memory, seeds, CALL, lanes=range(n))
+    want = run_reference(programs, memory, seeds, CALL, lanes=range(n), flush=flush)
+    if flush:  # Untouched and moved entries keep their subnormals; compare them as zeros.
+        got, want = (tuple(ref.flush_to_zero(x) for x in mem) for mem in (got, want))
     assert_memory_equal(got, want, "corner cases")  # -0 vs +0 too (a NaN's sign is unspecified).
     return got
 
@@ -499,6 +504,27 @@ def test_norm_overflow_at_feature_size_1():
     ]
     s, v, _ = run_corner_cases(F, cases)  # Also checks VM == reference bit for bit.
     assert s[0, 3] == s[1, 3] == v[2, 2, 0] == v[3, 2, 0] == np.inf
+
+
+def test_subnormals_are_flushed_to_zero():
+    """A documented deviation (docs/deviations.md): XLA:CPU computes with subnormal inputs read
+    as 0 and subnormal results flushed to 0, whatever its flags (`--xla_cpu_ftz=false` changes
+    nothing). The reference does the same with `flush_subnormals=True`, not by default."""
+    F = 4
+    tiny = np.float32(2.0**-149)
+    cases = [
+        (Instruction(16, 1, 0, 2), {(V, 1): [0.0, 0.0, tiny, 0.0]}),  # heaviside: 1 -> 0
+        (Instruction(3, 1, 2, 3), {(S, 1): tiny, (S, 2): INF}),  # 2^-149 * inf: inf -> NaN
+        (Instruction(3, 1, 2, 3), {(S, 1): 2.0**-75, (S, 2): 2.0**-75}),  # 2^-150 -> 0 either way
+        (Instruction(4, 1, 2, 3), {(S, 1): 1.0, (S, 2): tiny}),  # 1 / 2^-149 = inf either way
+        (Instruction(5, 1, 0, 3), {(S, 1): -tiny}),  # |x| (a bit operation in the VM)
+        (Instruction(57, out=1, consts=(0.5, tiny)), {}),  # A move.
+    ]
+    s, v, _ = run_corner_cases(F, cases, flush=True)  # Returns the flushed VM memory.
+    np.testing.assert_array_equal(v[0, 2], 0.0)
+    assert np.isnan(s[1, 3]) and s[2, 3] == 0.0 and s[3, 3] == INF
+    with pytest.raises(AssertionError):  # The original, and the default reference, keep them.
+        run_corner_cases(F, cases[:2])
 
 
 # ------------------------------------------------------------------------------------------------
