@@ -86,6 +86,8 @@ class Operands(NamedTuple):
     out: the current value at the output address (const-set ops change only one entry of it).
     consts: float32 [3], as stored in the program.
     u: U(0, 1) draws shaped like the output (random ops only, else None).
+    arith: how the sums over F (and the uniform draws) round their intermediate results: as
+      NumPy does, or with subnormals flushed to zero (`execute_instruction`).
     """
 
     a: Any
@@ -93,6 +95,7 @@ class Operands(NamedTuple):
     out: Any
     consts: np.ndarray
     u: Any
+    arith: reductions.Arithmetic = reductions.NUMPY
 
 
 OpFn = Callable[[Operands], Any]  # Returns the new value of the output (None for NO_OP).
@@ -130,7 +133,7 @@ def _matrix_const_set(o: Operands):
 
 def _uniform_set(o: Operands):
     low, high = o.consts[:2].astype(o.u.dtype)
-    return rng.to_uniform(o.u, low, high)  # The constant `low` when low >= high.
+    return rng.to_uniform(o.u, low, high, rounded=o.arith.product)  # `low` when low >= high.
 
 
 def _gaussian_set(o: Operands):
@@ -212,41 +215,41 @@ OP_SEMANTICS: dict[int, OpFn] = {
     18: lambda o: o.a * o.b,  # scalar (in1) * vector (in2)
     19: lambda o: np.full(o.out.shape, o.a, o.out.dtype),
     20: lambda o: 1 / o.a,
-    21: lambda o: reductions.norm(o.a, (0,)),
+    21: lambda o: reductions.norm(o.a, (0,), o.arith),
     22: lambda o: np.abs(o.a),
     23: lambda o: o.a + o.b,
     24: lambda o: o.a - o.b,
     25: lambda o: o.a * o.b,
     26: lambda o: o.a / o.b,
-    27: lambda o: reductions.dot(o.a, o.b),  # Not np.dot: BLAS order and FMAs.
+    27: lambda o: reductions.dot(o.a, o.b, o.arith),  # Not np.dot: BLAS order and FMAs.
     28: lambda o: np.outer(o.a, o.b),  # a b^T
     29: lambda o: o.a * o.b,  # scalar (in1) * matrix (in2)
     30: lambda o: 1 / o.a,
-    31: lambda o: reductions.matvec(o.a, o.b),  # matrix (in1) @ vector (in2)
+    31: lambda o: reductions.matvec(o.a, o.b, o.arith),  # matrix (in1) @ vector (in2)
     32: lambda o: np.broadcast_to(o.a[:, None], o.out.shape).copy(),  # m[i][j] = v[i]
     33: lambda o: np.broadcast_to(o.a[None, :], o.out.shape).copy(),  # m[i][j] = v[j]
-    34: lambda o: reductions.norm(o.a, (0, 1)),  # Frobenius
-    35: lambda o: reductions.norm(o.a, (0,)),  # v[j] = ||m[:, j]||
-    36: lambda o: reductions.norm(o.a, (1,)),  # v[i] = ||m[i, :]||
+    34: lambda o: reductions.norm(o.a, (0, 1), o.arith),  # Frobenius
+    35: lambda o: reductions.norm(o.a, (0,), o.arith),  # v[j] = ||m[:, j]||
+    36: lambda o: reductions.norm(o.a, (1,), o.arith),  # v[i] = ||m[i, :]||
     37: lambda o: o.a.T.copy(),  # `a` is a copy, so in1 == out is safe.
     38: lambda o: np.abs(o.a),
     39: lambda o: o.a + o.b,
     40: lambda o: o.a - o.b,
     41: lambda o: o.a * o.b,  # Hadamard
     42: lambda o: o.a / o.b,
-    43: lambda o: reductions.matmul(o.a, o.b),  # matrix product
+    43: lambda o: reductions.matmul(o.a, o.b, o.arith),  # matrix product
     44: lambda o: _std_min(o.a, o.b),
     45: lambda o: _std_min(o.a, o.b),
     46: lambda o: _loop_min(o.a, o.b),
     47: lambda o: _std_max(o.a, o.b),
     48: lambda o: _std_max(o.a, o.b),
     49: lambda o: _loop_max(o.a, o.b),
-    50: lambda o: reductions.mean(o.a, _all_axes(o.a)),
-    51: lambda o: reductions.mean(o.a, _all_axes(o.a)),
-    52: lambda o: reductions.mean(o.a, (1,)),  # row means
-    53: lambda o: reductions.std(o.a, (1,)),  # row stds
-    54: lambda o: reductions.std(o.a, _all_axes(o.a)),
-    55: lambda o: reductions.std(o.a, _all_axes(o.a)),
+    50: lambda o: reductions.mean(o.a, _all_axes(o.a), o.arith),
+    51: lambda o: reductions.mean(o.a, _all_axes(o.a), o.arith),
+    52: lambda o: reductions.mean(o.a, (1,), o.arith),  # row means
+    53: lambda o: reductions.std(o.a, (1,), o.arith),  # row stds
+    54: lambda o: reductions.std(o.a, _all_axes(o.a), o.arith),
+    55: lambda o: reductions.std(o.a, _all_axes(o.a), o.arith),
     56: lambda o: o.consts[0].astype(_dtype_of(o)),
     57: _vector_const_set,
     58: _matrix_const_set,
@@ -287,9 +290,10 @@ def execute_instruction(
 ):
     """Runs one instruction on `mem` in place. `seed`, `call`, `slot` key the random ops.
 
-    `flush_subnormals`: reads every operand and constant, and writes the result, with subnormal
-    numbers flushed to zero, as the VM computes on CPU (see the module doc); False (the default)
-    keeps them, as the original does.
+    `flush_subnormals`: reads every operand and constant, rounds the intermediate results of
+    the sums over F and the uniform draws, and writes the result, with subnormal numbers flushed
+    to zero, as the VM computes on CPU (see the module doc); False (the default) keeps them, as
+    the original does.
     """
     op = int(ins.op)
     if not 0 <= op < ops_lib.NUM_OPS:
@@ -317,8 +321,9 @@ def execute_instruction(
     u = None
     if spec.is_random:
         u = _uniform_draws(seed, call, slot, out.shape, out.dtype)
+    arith = _FLUSHED if flush_subnormals else reductions.NUMPY
     with np.errstate(all="ignore"):
-        result = OP_SEMANTICS[op](Operands(in1, in2, out, flush(consts), u))
+        result = OP_SEMANTICS[op](Operands(in1, in2, out, flush(consts), u, arith))
         if spec.out != Kind.NONE:
             mem.bank(spec.out)[int(ins.out)] = flush(result)
 
@@ -372,6 +377,9 @@ def check_program(program: Program, spec: ProgramSpec) -> None:
 
 def _flush(x):
     return None if x is None else flush_to_zero(x)
+
+
+_FLUSHED = reductions.Arithmetic(np, flush_to_zero, flush_to_zero)
 
 
 def _check_dtype(dtype) -> np.dtype:

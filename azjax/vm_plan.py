@@ -129,7 +129,7 @@ def plan_component(spec: ProgramSpec, component: str, compact: bool = True) -> C
 
 
 CONSTS = tuple(f"c{j}" for j in range(ops_lib.NUM_CONSTS))
-NEG_ZERO = "neg_zero"  # kernels.neg_zero of the slot's op: the FMA barrier (Operands.unfused).
+NEG_ZERO = "neg_zero"  # kernels.neg_zero of the slot's op, for the barrier Operands.rounded.
 _FLOAT_FIELDS = frozenset(CONSTS + (NEG_ZERO,))
 
 

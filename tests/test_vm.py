@@ -212,7 +212,7 @@ def single_op_results(F):
     return programs, memory, seeds, got, want
 
 
-@pytest.mark.parametrize("F", [1, 4, 8])
+@pytest.mark.parametrize("F", [1, 3, 4, 8])  # 3: odd sums and means by a count 1/3 rounds.
 @pytest.mark.parametrize("op", ALL_OPS, ids=[o.name for o in ops.OPS])
 def test_every_op_matches_reference(op, F):
     programs, _, _, got, want = single_op_results(F)
@@ -385,6 +385,31 @@ def test_uniform_with_low_not_below_high_writes_low():
     assert ((v[7, 2] > -0.25) & (v[7, 2] < 0.75)).all() and len(set(v[7, 2].tolist())) == F
 
 
+def test_random_draws_with_extreme_constants():
+    """The products of the draws are computed as written: XLA regrouped std * (sqrt(2) * e)
+    into (std * sqrt(2)) * e (inf for std = 3e38) and (high - low) * (k * 2^-23) into
+    ((high - low) * 2^-23) * k (0 for high - low = 7e-35), until `Operands.rounded`."""
+    F = 4
+    tiny_range = (np.float32(0.0), np.float32(7.448407e-35))
+    cases = [(Instruction(op, out=2, consts=tiny_range), {}) for op in (59, 60)]
+    cases += [(Instruction(61, out=1, consts=tiny_range), {})]
+    s, v, m = run_corner_cases(F, cases)  # Uniform draws: bit for bit.
+    for x in (s[0, 2], v[1, 2], m[2, 1]):
+        assert ((x > 0) & (x < tiny_range[1])).all()
+    huge = (np.float32(3e38), np.float32(3e38))
+    gaussians = [[Instruction(op, out=1, consts=huge)] for op in (62, 63, 64)]
+    programs = program_batch(gaussians + [[]] * (P_ONE - 3), 1)
+    memory = random_memory(np.random.default_rng(3), P_ONE, F, SPEC_ONE)
+    seeds = np.arange(P_ONE, dtype=np.uint32) + 77
+    got = run_vm(SPEC_ONE, "predict", programs, memory, seeds, CALL)
+    want = run_reference(programs, memory, seeds, CALL, lanes=range(3))
+    for lane in range(3):  # 3e38 + 3e38 * n: inf for n > 0.13, finite below.
+        x, y = got[lane][lane, 1], want[lane][lane, 1]
+        np.testing.assert_array_equal(np.isinf(x), np.isinf(y))
+        np.testing.assert_allclose(x, y, rtol=1e-5)
+    assert np.isfinite(want[2][2, 1]).any() and np.isinf(want[2][2, 1]).any()
+
+
 def test_transpose_in_place():
     F = 4
     a = np.arange(F * F, dtype=np.float32).reshape(F, F)
@@ -493,7 +518,7 @@ def test_nan_and_inf_propagate():
 
 def test_norm_overflow_at_feature_size_1():
     """An overflowing square gives inf at F = 1 too: XLA simplified sqrt(x * x) to |x| there, until
-    the products got their FMA barrier (`kernels.Operands.unfused`)."""
+    the products got their FMA barrier (`kernels.Operands.rounded`)."""
     F = 1
     big = np.float32(1e30)
     cases = [
