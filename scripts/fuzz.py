@@ -28,7 +28,7 @@ import collections
 import dataclasses
 import json
 import math
-import os
+import pathlib
 import time
 
 import jax
@@ -61,6 +61,10 @@ _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
 _CACHE_DIR = flags.DEFINE_string(
     "cache_dir", runtime.DEFAULT_CACHE_DIR, "Persistent compile cache ('' for none)."
 )
+
+# The flags recorded with the results (feature_sizes parsed).
+_SETTINGS = (_NUM_PROGRAMS, _SEED, _REFERENCE_SAMPLE, _CHUNK_SIZE, _NUM_TASKS, _NUM_TRAIN)
+_SETTINGS += (_NUM_VALID, _SIZES, _CAPACITY, _EXTREME_RATE, _TOLERANCE)
 
 MAX32 = float(np.finfo(np.float32).max)
 EXTREME_VALUES = np.float32(
@@ -332,33 +336,17 @@ def report(tally: Tally, feature_sizes, wall_s: float) -> dict:
             f"{op.name:<28} {row['programs']:>10,} {row['sampled']:>8,} {row['disagree']:>8,} "
             f"{row['unexplained']:>11,}"
         )
-    return dict(
-        settings={f.name: f.value for f in (_NUM_PROGRAMS, _SEED, _REFERENCE_SAMPLE, _CHUNK_SIZE)}
-        | dict(
-            feature_sizes=list(feature_sizes),
-            num_tasks=_NUM_TASKS.value,
-            num_train=_NUM_TRAIN.value,
-            num_valid=_NUM_VALID.value,
-            sizes=list(_SIZES.value),
-            capacity=_CAPACITY.value,
-            extreme_rate=_EXTREME_RATE.value,
-            tolerance=_TOLERANCE.value,
-        ),
-        programs=tally.programs,
-        chunks=tally.chunks,
-        wall_s=wall_s,
-        seconds=dict(tally.seconds),
-        num_crashes=len(tally.crashes),
-        crashes=tally.crashes,
-        num_bad_fitness=tally.num_bad_fitness,
-        bad_fitness=tally.bad_fitness,
-        sampled_programs=tally.sampled,
-        sampled_lanes=tally.sampled_lanes,
-        num_disagreements=tally.num_disagreements,
-        num_unexplained=tally.num_unexplained,
-        disagreements=tally.disagreements,
-        by_op=rows,
-    )
+    fields = (f.name for f in dataclasses.fields(tally))
+    counts = {name: getattr(tally, name) for name in fields if not name.startswith("ops_")}
+    settings = {holder.name: holder.value for holder in _SETTINGS}
+    settings["feature_sizes"] = list(feature_sizes)
+    return {
+        "settings": settings,
+        "wall_s": wall_s,
+        "num_crashes": len(tally.crashes),
+        **counts,
+        "by_op": rows,
+    }
 
 
 def main(argv):
@@ -380,10 +368,10 @@ def main(argv):
     tally = run(_NUM_PROGRAMS.value, _SEED.value, feature_sizes, _REFERENCE_SAMPLE.value)
     results = report(tally, feature_sizes, time.perf_counter() - start)
     if _OUTPUT.value:
-        os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
-        with open(_OUTPUT.value, "w") as f:
-            json.dump(results, f, indent=1)
-        print(f"wrote {_OUTPUT.value}")
+        output = pathlib.Path(_OUTPUT.value)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {output}")
 
 
 if __name__ == "__main__":

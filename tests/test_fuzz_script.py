@@ -30,7 +30,7 @@ def test_fuzz_runs_a_few_hundred_programs_cleanly(tmp_path):
     result = json.loads(out.read_text())
     assert result["programs"] == 200 and result["chunks"] == 1
     assert result["num_crashes"] == 0 and result["num_bad_fitness"] == 0
-    assert result["sampled_programs"] == 10 and result["num_unexplained"] == 0
+    assert result["sampled"] == 10 and result["num_unexplained"] == 0
     by_op = {row["op"]: row for row in result["by_op"]}
     assert list(by_op) == [op.name for op in ops.OPS]
     assert sum(row["programs"] > 0 for row in by_op.values()) > 55  # Nearly every op appears.
