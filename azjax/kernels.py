@@ -3,8 +3,8 @@
 Shapes: a scalar operand is `[*lanes]`, a vector `[F, *lanes]`, a matrix `[F, F, *lanes]` (the
 lane axes, one lane per (task, program) pair, last so that every kernel is elementwise SIMD over
 lanes; the VM's lanes are `[T, P]`). Each kernel maps an `Operands` view to its result, of its
-output kind's shape. Semantics are the original's (REFERENCE.md §2.3; `azjax.reference` is the
-readable spec), raw IEEE: nothing is guarded.
+output kind's shape. Semantics are the original's op table (`azjax.reference` is the readable
+spec), raw IEEE: nothing is guarded.
 
 The ops that add over F (dot, norms, means, stds, matrix products) are `azjax.reductions`, shared
 with the reference: unrolled elementwise adds in a fixed pairwise order, not `dot_general` or a

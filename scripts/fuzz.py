@@ -85,7 +85,9 @@ class Tally:
 
     programs: int = 0
     chunks: int = 0
-    crashes: list = dataclasses.field(default_factory=list)
+    crashes: list = dataclasses.field(default_factory=list)  # The first few, in full.
+    num_vm_crashes: int = 0  # VM calls (of a chunk each) that raised.
+    num_reference_crashes: int = 0  # Reference runs (of one program and task) that raised.
     bad_fitness: list = dataclasses.field(default_factory=list)
     num_bad_fitness: int = 0
     sampled: int = 0
@@ -191,6 +193,7 @@ def check_sample(tally, population, used, fitness, lanes, taskset, info, seeds, 
             try:
                 want = reference_fitness(*args, np.float32)
             except Exception as e:  # A reference crash is a crash too.
+                tally.num_reference_crashes += 1
                 _keep(tally.crashes, dict(where="reference", program=_text(program), error=repr(e)))
                 continue
             got = float(fitness[p, t])
@@ -271,6 +274,7 @@ def run(num_programs: int, seed: int, feature_sizes, reference_sample: int) -> T
         try:
             fitness = np.asarray(evaluate(population, taskset, info, seeds, eval_type))
         except Exception as e:
+            tally.num_vm_crashes += 1
             _keep(tally.crashes, dict(where="vm", chunk=chunk, F=F, error=repr(e)))
             fitness = None
         first = (F, eval_type) not in compiled  # Its time is mostly the compile.
@@ -298,7 +302,9 @@ def run(num_programs: int, seed: int, feature_sizes, reference_sample: int) -> T
         tally.programs += n
         tally.chunks += 1
         bar.update(n)
-        bar.set_postfix(crashes=len(tally.crashes), bad=tally.num_bad_fitness)
+        bar.set_postfix(
+            crashes=tally.num_vm_crashes + tally.num_reference_crashes, bad=tally.num_bad_fitness
+        )
     bar.close()
     return tally
 
@@ -311,7 +317,11 @@ def report(tally: Tally, feature_sizes, wall_s: float) -> dict:
         f"({tally.programs / wall_s:,.0f} programs/s)"
     )
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(tally.seconds.items())))
-    print(f"crashes: {len(tally.crashes)}")
+    crashes = tally.num_vm_crashes + tally.num_reference_crashes
+    print(
+        f"crashes: {crashes} (VM calls {tally.num_vm_crashes}, reference runs "
+        f"{tally.num_reference_crashes})"
+    )
     print(f"non-finite or out-of-range fitness: {tally.num_bad_fitness}")
     print(
         f"reference sample: {tally.sampled:,} programs, {tally.sampled_lanes:,} (program, task) "
@@ -343,7 +353,7 @@ def report(tally: Tally, feature_sizes, wall_s: float) -> dict:
     return {
         "settings": settings,
         "wall_s": wall_s,
-        "num_crashes": len(tally.crashes),
+        "num_crashes": crashes,
         **counts,
         "by_op": rows,
     }
