@@ -25,6 +25,7 @@ import logging
 import os
 import pickle
 import tempfile
+import zlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -40,9 +41,18 @@ _MNIST_FILES = {
     "images": ("train-images-idx3-ubyte", 2051),
     "labels": ("train-labels-idx1-ubyte", 2049),
 }
+_NPZ_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")  # zip (.npz), empty zip, .npy.
 _CREATE_HINT = "create it with scripts/prepare_datasets.py (see its --help)"
 
 _log = logging.getLogger(__name__)
+
+
+class DatasetError(ValueError):
+    """A dataset or image file that is missing, unreadable or malformed.
+
+    The message is one line and starts with the file's path. Options that are wrong whatever
+    the files hold (`check_prepare_options`) raise a plain ValueError instead.
+    """
 
 
 class BinaryDataset(NamedTuple):
@@ -113,16 +123,25 @@ def read_cifar10(data_dir: str) -> tuple[np.ndarray, np.ndarray]:
             )
         # pickle is used ONLY for the standard CIFAR-10 batch files the user points us to; that
         # is the format they are distributed in. Never use it for anything else.
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+        try:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+        except Exception as err:  # Truncated or foreign files raise many types.
+            raise DatasetError(f"{path}: not a readable CIFAR-10 batch ({_one_line(err)})") from err
         if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-            raise ValueError(f"{path}: not a CIFAR-10 batch (no b'data' / b'labels' entries)")
-        data = np.asarray(batch[b"data"], np.uint8)
-        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-            raise ValueError(f"{path}: b'data' has shape {data.shape}, expected [n, 3072]")
+            raise DatasetError(f"{path}: not a CIFAR-10 batch (no b'data' / b'labels' entries)")
+        try:
+            data = np.asarray(batch[b"data"], np.uint8)
+            labels.append(np.asarray(batch[b"labels"], np.int64).reshape(-1))
+        except (TypeError, ValueError) as err:
+            raise DatasetError(f"{path}: b'data' / b'labels' are not arrays ({err})") from err
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels[-1]):
+            raise DatasetError(
+                f"{path}: b'data' has shape {data.shape} and b'labels' {labels[-1].shape}, "
+                "expected [n, 3072] and [n]"
+            )
         # Batches store channel planes (C, H, W); tfds, which the original used, gives (H, W, C).
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).reshape(-1, 3072))
-        labels.append(np.asarray(batch[b"labels"], np.int64))
     return np.concatenate(images).astype(np.float64), np.concatenate(labels)
 
 
@@ -134,7 +153,7 @@ def read_mnist(data_dir: str) -> tuple[np.ndarray, np.ndarray]:
     images = _read_idx(data_dir, *_MNIST_FILES["images"])
     labels = _read_idx(data_dir, *_MNIST_FILES["labels"])
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(
+        raise DatasetError(
             f"{data_dir}: MNIST images {images.shape} and labels {labels.shape} do not match"
         )
     return images.reshape(len(images), -1).astype(np.float64), labels.astype(np.int64)
@@ -155,16 +174,19 @@ def _read_idx(data_dir: str, name: str, magic: int) -> np.ndarray:
             f"{os.path.join(data_dir, name)}[.gz]: missing; expected the "
             f"MNIST idx file '{name}' (plain or gzipped)"
         )
-    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-        raw = f.read()
+    try:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+            raw = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:  # A truncated or corrupt .gz.
+        raise DatasetError(f"{path}: not a readable gzip file ({_one_line(err)})") from err
     ndim = magic & 0xFF
     header = np.frombuffer(raw[: 4 * (1 + ndim)], ">u4") if len(raw) >= 4 * (1 + ndim) else ()
     if len(header) != 1 + ndim or int(header[0]) != magic:
-        raise ValueError(f"{path}: not an idx file with magic number {magic}")
+        raise DatasetError(f"{path}: not an idx file with magic number {magic}")
     shape = tuple(int(n) for n in header[1:])
     data = np.frombuffer(raw, np.uint8, offset=4 * (1 + ndim))
     if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: header says shape {shape}, found {data.size} values")
+        raise DatasetError(f"{path}: header says shape {shape}, found {data.size} values")
     return data.reshape(shape)
 
 
@@ -358,43 +380,71 @@ def load_binary_dataset(
     """The first `num_train` / `num_valid` examples of a prepared file, checked.
 
     Raises:
-      ValueError naming the file and the problem: missing file, not an .npz, a missing array,
-      a feature size other than `feature_size`, too few examples, labels other than 0 / 1, or
-      non-finite values.
+      DatasetError (a ValueError) naming the file and the problem: missing file, not an .npz
+      (a pickle, a truncated or foreign file), a missing or unreadable array, arrays that are
+      not numbers (strings, objects), a feature size other than `feature_size`, too few
+      examples, labels other than 0 / 1, or non-finite values.
     """
     if not os.path.isfile(path):
-        raise ValueError(f"{path}: no such dataset file; {_CREATE_HINT}")
+        raise DatasetError(f"{path}: no such dataset file; {_CREATE_HINT}")
     try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as err:  # np.load raises many types on a corrupt or foreign file.
-        raise ValueError(f"{path}: not a readable .npz dataset file ({err})") from err
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: holds a single array, not an .npz dataset file")
-    with data:
-        missing = [name for name in _LOADED_ARRAYS if name not in data.files]
-        if missing:
-            raise ValueError(f"{path}: missing arrays {missing}; {_CREATE_HINT}")
-        try:
-            arrays = {name: np.asarray(data[name]) for name in _LOADED_ARRAYS}
-        except ValueError as err:
-            raise ValueError(f"{path}: unreadable array ({err})") from err
+        with open(path, "rb") as f:  # Ours to close: np.load leaks the file of a truncated zip.
+            arrays = _read_arrays(path, f)
+    except OSError as err:  # No permission, a read error.
+        raise DatasetError(f"{path}: cannot read the dataset file ({err.strerror})") from err
     out = []
     for split, wanted in (("train", num_train), ("valid", num_valid)):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
-            raise ValueError(
+            raise DatasetError(
                 f"{path}: x_{split} {x.shape} and y_{split} {y.shape} must be [n, F] and [n]"
             )
         if x.shape[1] != feature_size:
-            raise ValueError(
+            raise DatasetError(
                 f"{path}: feature size is {x.shape[1]}, the task asks for {feature_size}"
             )
         if len(x) < wanted:
-            raise ValueError(f"{path}: has {len(x)} {split} examples, the task asks for {wanted}")
-        x, y = x[:wanted].astype(np.float32), y[:wanted].astype(np.float32)
+            raise DatasetError(f"{path}: has {len(x)} {split} examples, the task asks for {wanted}")
+        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf: caught.
+            x, y = x[:wanted].astype(np.float32), y[:wanted].astype(np.float32)
         if not np.all((y == 0) | (y == 1)):
-            raise ValueError(f"{path}: y_{split} has labels other than 0 and 1")
+            raise DatasetError(f"{path}: y_{split} has labels other than 0 and 1")
         if not np.all(np.isfinite(x)):
-            raise ValueError(f"{path}: x_{split} has non-finite values")
+            raise DatasetError(f"{path}: x_{split} has non-finite values (NaN or inf)")
         out += [x, y]
     return BinaryDataset(*out)
+
+
+def _read_arrays(path: str, f) -> dict[str, np.ndarray]:
+    """The arrays `load_binary_dataset` reads, from the open file `f` of `path`, numbers only."""
+    head = f.read(6)
+    if not head.startswith(_NPZ_MAGICS):
+        what = "a pickle, never loaded" if head[:1] == b"\x80" else f"it starts with {head!r}"
+        raise DatasetError(f"{path}: not an .npz dataset file ({what}); {_CREATE_HINT}")
+    f.seek(0)
+    try:
+        data = np.load(f, allow_pickle=False)
+    except Exception as err:  # np.load raises many types on a corrupt or foreign file.
+        raise DatasetError(f"{path}: not a readable .npz dataset file ({_one_line(err)})") from err
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise DatasetError(f"{path}: holds a single array, not an .npz dataset file")
+    with data:
+        missing = [name for name in _LOADED_ARRAYS if name not in data.files]
+        if missing:
+            raise DatasetError(f"{path}: missing arrays {missing}; {_CREATE_HINT}")
+        arrays = {}
+        for name in _LOADED_ARRAYS:
+            try:  # A truncated or corrupt member raises zipfile, zlib or numpy errors.
+                arrays[name] = np.asarray(data[name])
+            except Exception as err:
+                raise DatasetError(f"{path}: unreadable array {name} ({_one_line(err)})") from err
+            if arrays[name].dtype.kind not in "biuf":
+                raise DatasetError(
+                    f"{path}: {name} holds {arrays[name].dtype} values, not numbers; {_CREATE_HINT}"
+                )
+    return arrays
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception's message on one line (some span several)."""
+    return " ".join(str(err).split()) or type(err).__name__

@@ -3,11 +3,13 @@
 Shapes: a scalar operand is `[*lanes]`, a vector `[F, *lanes]`, a matrix `[F, F, *lanes]` (the
 lane axes, one lane per (task, program) pair, last so that every kernel is elementwise SIMD over
 lanes; the VM's lanes are `[T, P]`). Each kernel maps an `Operands` view to its result, of its
-output kind's shape. Semantics are the original's (REFERENCE.md §2.3; `azjax.reference` is the
-readable spec), raw IEEE: nothing is guarded.
+output kind's shape. Semantics are the original's op table (`azjax.reference` is the readable
+spec), raw IEEE: nothing is guarded.
 
-Matrix products are written as unrolled sums over F, not `dot_general`: XLA:CPU vectorizes those
-well in the batch-minor layout and `dot_general` does not (VM_DESIGN.md §5.2).
+The ops that add over F (dot, norms, means, stds, matrix products) are `azjax.reductions`, shared
+with the reference: unrolled elementwise adds in a fixed pairwise order, not `dot_general` or a
+reduce (XLA:CPU vectorizes those adds well in the batch-minor layout and `dot_general` not), with
+every product rounded before it is added (`Operands.rounded`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from azjax import ops as ops_lib
-from azjax import rng
+from azjax import reductions, rng
 
 S, V, M = (ops_lib.Kind.SCALAR, ops_lib.Kind.VECTOR, ops_lib.Kind.MATRIX)
 
@@ -33,14 +35,32 @@ class Operands:
     component has none) and `key` the lanes' draw keys `[*lanes]` (uint32) for random ops.
     `ops` says which op each lane runs, for `pick`: the op id itself when these operands serve
     one op (the switch VM), else per output kind the candidate op ids and each program's
-    position among them (`[P]`, None for a single candidate).
+    position among them (`[P]`, None for a single candidate). `zero`: `neg_zero` of the
+    programs' op ids, broadcasting against the lanes, for `rounded` (None: no barrier).
     """
 
-    def __init__(self, *, feature_size, s, v, m, c, key, dtype, ops):
+    def __init__(self, *, feature_size, s, v, m, c, key, dtype, ops, zero=None):
         self.F = feature_size
         self.s, self.v, self.m, self.c, self.key, self.dtype = s, v, m, c, key, dtype
-        self.ops = ops
+        self.ops, self.zero = ops, zero
         self._memo = {}  # Values shared by several kernels, built once per trace.
+
+    def rounded(self, x: jax.Array) -> jax.Array:
+        """`x`, computed and rounded on its own, as the reference computes it: a barrier
+        between `x` and the arithmetic around it. Two compiler rewrites change results:
+
+        - XLA:CPU lets LLVM fuse a multiply and a later add into one FMA, rounded once, where the
+          reference and the original round the product first (an inf term plus a product
+          overflowing to -inf then gives -inf instead of NaN, and sums differ in the last bit);
+        - XLA reassociates a chain of multiplies by broadcast scalars: std * (sqrt(2) * e) into
+          (std * sqrt(2)) * e, which overflows for std > 2.4e38; (high - low) * (k * 2^-23) into
+          ((high - low) * 2^-23) * k, which flushes to 0 for high - low < 1e-31.
+
+        Adding `zero`, a -0.0 the compiler cannot prove (`neg_zero`), changes no value (x + -0.0
+        is x, signed zeros included) and leaves no multiply to fuse or reassociate: LLVM either
+        adds it or fuses a multiply with this add, FMA(a, b, -0.0) = round(a * b).
+        """
+        return x if self.zero is None else x + self.zero
 
     def memo(self, name, build: Callable[[], jax.Array]) -> jax.Array:
         if name not in self._memo:
@@ -84,25 +104,25 @@ class Operands:
         return self.memo(("n", kind), build)
 
 
-def _sum(terms):
-    return functools.reduce(jnp.add, terms)
+def neg_zero(op) -> jax.Array:
+    """-0.0 per program, from its op ids `[..., P]` (any slot's), that no compiler can prove:
+    ops are never negative, but the compiler does not know it (+0.0, as harmless, if one were).
+    A constant -0.0 would be folded away (x + -0.0 is x), and the FMA barrier with it."""
+    return jnp.where(op < 0, 0.0, -0.0).astype(jnp.float32)
 
 
-def _total(x, axes):
-    """Sum over `axes` as unrolled elementwise adds in index order (the last of `axes` first),
-    never a reduce: XLA:CPU turns a reduce over F into a library (YNNPACK) call per slot, ~12 us
-    where a fused add chain takes ~1 us, with a summation order that depends on the shape."""
-    for ax in sorted(axes, reverse=True):
-        x = _sum(jnp.take(x, i, axis=ax) for i in range(x.shape[ax]))
-    return x
+# The sums over F never use a reduce: XLA:CPU turns a reduce over F into a library (YNNPACK) call
+# per slot, ~12 us where a fused add chain takes ~1 us, with a summation order that depends on the
+# shape. `azjax.reductions` writes them as elementwise adds of slices.
+def _arith(o: Operands) -> reductions.Arithmetic:
+    return reductions.Arithmetic(jnp, o.rounded, divide=_divide)
 
 
-def _matvec(m, v, F):  # [F, F, *lanes] x [F, *lanes] -> [F, *lanes]
-    return _sum(m[:, j] * v[j] for j in range(F))
-
-
-def _matmul(a, b, F):  # [F, F, *lanes] x [F, F, *lanes] -> [F, F, *lanes]
-    return _sum(a[:, k, None] * b[None, k] for k in range(F))
+def _divide(total, n: int):
+    """total / n, a true division: a divisor of total's shape that XLA cannot see is constant
+    (n + -0.0, or n + 0.0 where total is NaN), not n or a broadcast, which it would replace by
+    a multiply with 1 / n."""
+    return total / (n + jnp.where(jnp.isnan(total), 0.0, -0.0).astype(total.dtype))
 
 
 # Cephes' atanf: |x| reduced to [0, tan(pi/8)] around 0, pi/4 or pi/2, then an odd polynomial.
@@ -148,14 +168,6 @@ def _max(a, b):  # std::max: a unless a < b
     return jnp.where(a < b, b, a)
 
 
-def _std(x, axes):  # one-pass population std, as the original
-    n = 1
-    for ax in axes:
-        n *= x.shape[ax]
-    mean = _total(x, axes) / n
-    return jnp.sqrt(_total(x * x, axes) / n - mean * mean)
-
-
 def _index(fraction, F):
     """int(F * fraction), clamped to [0, F-1] against float rounding."""
     return jnp.clip((F * fraction).astype(jnp.int32), 0, F - 1)
@@ -181,7 +193,7 @@ def _uniform_set(kind):
     def kernel(o: Operands):
         u = o.uniform(kind)
         low, high = (_bcast(c, kind) for c in o.c[:2])
-        return rng.to_uniform(u, low, high, xp=jnp)
+        return rng.to_uniform(u, low, high, xp=jnp, rounded=o.rounded)
 
     return kernel
 
@@ -189,7 +201,7 @@ def _uniform_set(kind):
 def _gaussian_set(kind):
     def kernel(o: Operands):
         mean, std = (_bcast(c, kind) for c in o.c[:2])
-        return mean + std * o.normal(kind)
+        return mean + o.rounded(std * o.rounded(o.normal(kind)))  # See `Operands.rounded`.
 
     return kernel
 
@@ -220,41 +232,41 @@ KERNELS: dict[int, Callable[[Operands], jax.Array]] = {
     18: lambda o: o.s["a"][None] * o.v["b"],
     19: lambda o: jnp.broadcast_to(o.s["a"][None], (o.F,) + o.s["a"].shape),
     20: lambda o: 1 / o.v["a"],
-    21: lambda o: jnp.sqrt(_total(o.v["a"] * o.v["a"], (0,))),
+    21: lambda o: reductions.norm(o.v["a"], (0,), _arith(o)),
     22: lambda o: jnp.abs(o.v["a"]),
     23: lambda o: o.v["a"] + o.v["b"],
     24: lambda o: o.v["a"] - o.v["b"],
     25: lambda o: o.v["a"] * o.v["b"],
     26: lambda o: o.v["a"] / o.v["b"],
-    27: lambda o: _total(o.v["a"] * o.v["b"], (0,)),
+    27: lambda o: reductions.dot(o.v["a"], o.v["b"], _arith(o)),
     28: lambda o: o.v["a"][:, None] * o.v["b"][None, :],
     29: lambda o: o.s["a"][None, None] * o.m["b"],
     30: lambda o: 1 / o.m["a"],
-    31: lambda o: _matvec(o.m["a"], o.v["b"], o.F),
+    31: lambda o: reductions.matvec(o.m["a"], o.v["b"], _arith(o)),
     32: lambda o: jnp.broadcast_to(o.v["a"][:, None], (o.F,) + o.v["a"].shape),
     33: lambda o: jnp.broadcast_to(o.v["a"][None, :], (o.F,) + o.v["a"].shape),
-    34: lambda o: jnp.sqrt(_total(o.m["a"] * o.m["a"], (0, 1))),
-    35: lambda o: jnp.sqrt(_total(o.m["a"] * o.m["a"], (0,))),
-    36: lambda o: jnp.sqrt(_total(o.m["a"] * o.m["a"], (1,))),
+    34: lambda o: reductions.norm(o.m["a"], (0, 1), _arith(o)),
+    35: lambda o: reductions.norm(o.m["a"], (0,), _arith(o)),
+    36: lambda o: reductions.norm(o.m["a"], (1,), _arith(o)),
     37: lambda o: jnp.swapaxes(o.m["a"], 0, 1),
     38: lambda o: jnp.abs(o.m["a"]),
     39: lambda o: o.m["a"] + o.m["b"],
     40: lambda o: o.m["a"] - o.m["b"],
     41: lambda o: o.m["a"] * o.m["b"],
     42: lambda o: o.m["a"] / o.m["b"],
-    43: lambda o: _matmul(o.m["a"], o.m["b"], o.F),
+    43: lambda o: reductions.matmul(o.m["a"], o.m["b"], _arith(o)),
     44: lambda o: _min(o.s["a"], o.s["b"]),
     45: lambda o: _min(o.v["a"], o.v["b"]),
     46: lambda o: jnp.where(o.m["a"] < o.m["b"], o.m["a"], o.m["b"]),  # a loop, not std::min
     47: lambda o: _max(o.s["a"], o.s["b"]),
     48: lambda o: _max(o.v["a"], o.v["b"]),
     49: lambda o: jnp.where(o.m["a"] > o.m["b"], o.m["a"], o.m["b"]),  # a loop, not std::max
-    50: lambda o: _total(o.v["a"], (0,)) / o.F,
-    51: lambda o: _total(o.m["a"], (0, 1)) / (o.F * o.F),
-    52: lambda o: _total(o.m["a"], (1,)) / o.F,
-    53: lambda o: _std(o.m["a"], (1,)),
-    54: lambda o: _std(o.v["a"], (0,)),
-    55: lambda o: _std(o.m["a"], (0, 1)),
+    50: lambda o: reductions.mean(o.v["a"], (0,), _arith(o)),
+    51: lambda o: reductions.mean(o.m["a"], (0, 1), _arith(o)),
+    52: lambda o: reductions.mean(o.m["a"], (1,), _arith(o)),
+    53: lambda o: reductions.std(o.m["a"], (1,), _arith(o)),
+    54: lambda o: reductions.std(o.v["a"], (0,), _arith(o)),
+    55: lambda o: reductions.std(o.m["a"], (0, 1), _arith(o)),
     56: lambda o: o.c[0],
     57: _vector_const_set,
     58: _matrix_const_set,

@@ -277,7 +277,10 @@ def validate(program: Program, spec: ProgramSpec, *, batched: bool | None = None
 # ------------------------------------------------------------------------------------------------
 # Text form.
 
-_NUM_RE = r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|(?i:inf(?:inity)?|nan))"
+# Unambiguous (digits, then an optional fraction): a number the line does not end after fails in
+# linear time. `\d+\.?\d*` could split a digit run between its two repeats in n ways, so a long
+# run that did not match took quadratic time (10,000 digits: 6.6 s).
+_NUM_RE = r"[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|(?i:inf(?:inity)?|nan))"
 _ADDR_RE = r"[svm]\d+"
 _LETTER_KIND = {k.letter: k for k in (Kind.SCALAR, Kind.VECTOR, Kind.MATRIX)}
 _HEADER_RE = re.compile(r"def\s+(Setup|Predict|Learn)\s*\(\s*\)\s*:")
@@ -349,6 +352,8 @@ def _parse_instruction(text: str) -> Instruction:
                 for k, i in form.by_kinds.items()
             )
             raise ValueError(f"no op has operand kinds {shape!r}; ops of this form: {fits}")
+        if any(len(g[p]) > 11 for p in ("o", "a", "b") if p in g):
+            raise ValueError("address too large")  # Before int(): it refuses > 4300 digits.
         addr = {p: int(g[p][1:]) if p in g else 0 for p in ("o", "a", "b")}
         if max(addr.values()) >= 2**31:
             raise ValueError("address too large")
@@ -356,6 +361,12 @@ def _parse_instruction(text: str) -> Instruction:
             consts = tuple(float(np.float32(float(g[c]))) if c in g else 0.0 for c in _CONST_FIELDS)
         return Instruction(op_id, addr["a"], addr["b"], addr["o"], consts)
     raise ValueError("it matches no instruction form of azjax.ops (see each op's template)")
+
+
+def _quote(line: str, limit: int = 60) -> str:
+    """`line` quoted for an error message, cut to `limit` characters (a line can be huge)."""
+    line = line.strip()
+    return repr(line if len(line) <= limit else line[:limit] + "...")
 
 
 def _describe(template: str, kinds) -> str:
@@ -369,7 +380,7 @@ def parse_instruction(text: str) -> Instruction:
     try:
         return _parse_instruction(text)
     except ValueError as e:
-        raise ProgramError(f"cannot parse {text.strip()!r}: {e}") from None
+        raise ProgramError(f"cannot parse {_quote(text)}: {e}") from None
 
 
 def format_program(program: Program, *, pruned: bool = True) -> str:
@@ -436,20 +447,22 @@ def parse_program(text: str, spec: ProgramSpec) -> Program:
             current = m.group(1).lower()
             if current in lists:
                 raise ProgramError(
-                    f"line {lineno}: {line!r}: component defined twice", component=current
+                    f"line {lineno}: {_quote(line)}: component defined twice", component=current
                 )
             lists[current] = []
             continue
         if current is None:
-            raise ProgramError(f"line {lineno}: {line!r}: instruction before any 'def Setup():'")
+            raise ProgramError(
+                f"line {lineno}: {_quote(line)}: instruction before any 'def Setup():'"
+            )
         try:
             ins = _parse_instruction(line)
         except ValueError as e:
-            raise ProgramError(f"line {lineno}: cannot parse {line!r}: {e}") from None
+            raise ProgramError(f"line {lineno}: cannot parse {_quote(line)}: {e}") from None
         size = spec.component(current).size
         if len(lists[current]) >= size:
             raise ProgramError(
-                f"line {lineno}: {line!r}: too many instructions for {current} "
+                f"line {lineno}: {_quote(line)}: too many instructions for {current} "
                 f"(spec.{current}.size = {size})",
                 component=current,
             )
@@ -460,7 +473,7 @@ def parse_program(text: str, spec: ProgramSpec) -> Program:
     except ProgramError as e:
         if e.component in lists and e.slot is not None and e.slot < len(lists[e.component]):
             _, lineno, line = lists[e.component][e.slot]
-            raise e.with_prefix(f"line {lineno}: {line!r}: ") from None
+            raise e.with_prefix(f"line {lineno}: {_quote(line)}: ") from None
         raise
     return program
 
@@ -587,8 +600,10 @@ def load_program(path: str | os.PathLike, spec: ProgramSpec) -> Program:
         if str(path).lower().endswith(".json"):
             try:
                 obj = json.loads(text)
-            except json.JSONDecodeError as e:
+            except ValueError as e:  # JSONDecodeError, or an integer of over 4300 digits.
                 raise ProgramError(f"malformed JSON: {e}") from None
+            except RecursionError:  # The decoder recurses once per nested array or object.
+                raise ProgramError("malformed JSON: nested too deeply") from None
             return program_from_json(obj, spec)
         return parse_program(text, spec)
     except ProgramError as e:

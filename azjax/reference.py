@@ -1,14 +1,24 @@
 """The NumPy reference interpreter: the executable specification of AutoML-Zero's semantics.
 
 One program, one task, one instruction at a time, written to be obviously correct rather than fast
-(REFERENCE.md §1 memory, §2.3 op table, §4.1-§4.6 evaluation protocol). The JAX VM is tested
-against it. Memory is float32 by default (what the search uses); float64, the original's `double`,
-is available for tight comparisons. Every op gives raw IEEE results (inf/NaN, no guards); the
-protocol's early-stopping rules deal with them.
+(the original's memory, op table and evaluation protocol). The JAX VM is tested against it. Every
+op gives raw IEEE results (inf/NaN, no guards); the protocol's early-stopping rules deal with them.
+
+Memory is float32 by default, what the search uses: the VM then agrees bit for bit on every op
+but the transcendentals (7-14, its own approximations) and the Gaussian draws (62-64). float64,
+the original's `double`, reproduces the original's arithmetic: the sums over F add in one pairwise
+order with every product rounded first (`azjax.reductions`, shared with the VM; no BLAS, no
+fused multiply-adds), and the scalar transcendentals are the C library's. One float64 difference
+remains: every constant is a float32, also SCALAR_CONST_SET's, which the original keeps as a
+double (`ins.consts` is float32; a constant such as 0.1 is read as float32(0.1)).
+
+Subnormal numbers are kept, as in the original, unless `flush_subnormals=True`: XLA:CPU, and so
+the VM on CPU, flushes them to zero (the inputs and results of arithmetic), whatever its flags
+say (docs/deviations.md), and the flag makes the reference do the same for exact comparisons.
 
 Random-init ops (59-64) draw from the stateless counter hash of `azjax.rng` (a deliberate deviation
-from the original's shared mt19937, REFERENCE.md §4.8): element `e` (row-major) of the draw of the
-instruction in slot `i`, run in call number `c` of an evaluation with lane seed `seed`, uses
+from the original's shared mt19937): element `e` (row-major) of the draw of the instruction in
+slot `i`, run in call number `c` of an evaluation with lane seed `seed`, uses
 `u = rng.uniform01(rng.draw_key(seed, c, i), e)`. Setup is call 0; each Predict / Learn /
 validation Predict then takes the next number in protocol order.
 """
@@ -24,7 +34,7 @@ import numpy as np
 import scipy.special
 
 from azjax import ops as ops_lib
-from azjax import rng
+from azjax import reductions, rng
 from azjax.program import (
     COMPONENTS,
     FEATURES_VECTOR,
@@ -76,6 +86,8 @@ class Operands(NamedTuple):
     out: the current value at the output address (const-set ops change only one entry of it).
     consts: float32 [3], as stored in the program.
     u: U(0, 1) draws shaped like the output (random ops only, else None).
+    arith: how the sums over F (and the uniform draws) round their intermediate results: as
+      NumPy does, or with subnormals flushed to zero (`execute_instruction`).
     """
 
     a: Any
@@ -83,6 +95,7 @@ class Operands(NamedTuple):
     out: Any
     consts: np.ndarray
     u: Any
+    arith: reductions.Arithmetic = reductions.NUMPY
 
 
 OpFn = Callable[[Operands], Any]  # Returns the new value of the output (None for NO_OP).
@@ -120,7 +133,7 @@ def _matrix_const_set(o: Operands):
 
 def _uniform_set(o: Operands):
     low, high = o.consts[:2].astype(o.u.dtype)
-    return rng.to_uniform(o.u, low, high)  # The constant `low` when low >= high.
+    return rng.to_uniform(o.u, low, high, rounded=o.arith.product)  # `low` when low >= high.
 
 
 def _gaussian_set(o: Operands):
@@ -128,14 +141,27 @@ def _gaussian_set(o: Operands):
     return mean + stdev * rng.standard_normal(o.u, scipy.special.erfinv)
 
 
-def _norm(x, axis=None):
-    """L2 norm sqrt(sum x^2) with no rescaling (Eigen's .norm())."""
-    return np.sqrt(np.sum(x * x, axis=axis))
+def _all_axes(x) -> tuple[int, ...]:
+    return tuple(range(np.ndim(x)))
 
 
-def _std(x, axis=None):
-    """Population std by the one-pass formula sqrt(mean(x^2) - mean^2), NaN when it rounds < 0."""
-    return np.sqrt(np.mean(x * x, axis=axis) - np.mean(x, axis=axis) ** 2)
+def _libm(numpy_fn, c_fn):
+    """A scalar transcendental: NumPy's in float32; in float64 the C library's, as the original's
+    std:: functions (NumPy's own float64 exp, log, tan, arcsin, ... differ from it by 1 ulp on
+    many inputs). Python's `math` calls the C library but raises where C returns inf or NaN."""
+
+    def op(o: Operands):
+        if _dtype_of(o) != np.float64:
+            return numpy_fn(o.a)
+        x = float(o.a)
+        try:
+            return np.float64(c_fn(x))
+        except OverflowError:  # exp(x) for x > 709.78.
+            return np.float64(np.inf)
+        except ValueError:  # A pole (log of a zero) or outside the domain.
+            return np.float64(-np.inf if c_fn is math.log and x == 0 else np.nan)
+
+    return op
 
 
 def _std_min(a, b):  # std::min(a, b) = (b < a) ? b : a -> a on NaN or equality.
@@ -175,55 +201,55 @@ OP_SEMANTICS: dict[int, OpFn] = {
     4: lambda o: o.a / o.b,
     5: lambda o: np.abs(o.a),
     6: lambda o: 1 / o.a,
-    7: lambda o: np.sin(o.a),
-    8: lambda o: np.cos(o.a),
-    9: lambda o: np.tan(o.a),
-    10: lambda o: np.arcsin(o.a),
-    11: lambda o: np.arccos(o.a),
-    12: lambda o: np.arctan(o.a),
-    13: lambda o: np.exp(o.a),
-    14: lambda o: np.log(o.a),
+    7: _libm(np.sin, math.sin),
+    8: _libm(np.cos, math.cos),
+    9: _libm(np.tan, math.tan),
+    10: _libm(np.arcsin, math.asin),
+    11: _libm(np.arccos, math.acos),
+    12: _libm(np.arctan, math.atan),
+    13: _libm(np.exp, math.exp),
+    14: _libm(np.log, math.log),
     15: lambda o: _heaviside_ge(o.a),
     16: lambda o: _heaviside_gt(o.a),
     17: lambda o: _heaviside_gt(o.a),
     18: lambda o: o.a * o.b,  # scalar (in1) * vector (in2)
     19: lambda o: np.full(o.out.shape, o.a, o.out.dtype),
     20: lambda o: 1 / o.a,
-    21: lambda o: _norm(o.a),
+    21: lambda o: reductions.norm(o.a, (0,), o.arith),
     22: lambda o: np.abs(o.a),
     23: lambda o: o.a + o.b,
     24: lambda o: o.a - o.b,
     25: lambda o: o.a * o.b,
     26: lambda o: o.a / o.b,
-    27: lambda o: np.dot(o.a, o.b),
+    27: lambda o: reductions.dot(o.a, o.b, o.arith),  # Not np.dot: BLAS order and FMAs.
     28: lambda o: np.outer(o.a, o.b),  # a b^T
     29: lambda o: o.a * o.b,  # scalar (in1) * matrix (in2)
     30: lambda o: 1 / o.a,
-    31: lambda o: o.a @ o.b,  # matrix (in1) @ vector (in2)
+    31: lambda o: reductions.matvec(o.a, o.b, o.arith),  # matrix (in1) @ vector (in2)
     32: lambda o: np.broadcast_to(o.a[:, None], o.out.shape).copy(),  # m[i][j] = v[i]
     33: lambda o: np.broadcast_to(o.a[None, :], o.out.shape).copy(),  # m[i][j] = v[j]
-    34: lambda o: _norm(o.a),  # Frobenius
-    35: lambda o: _norm(o.a, axis=0),  # v[j] = ||m[:, j]||
-    36: lambda o: _norm(o.a, axis=1),  # v[i] = ||m[i, :]||
+    34: lambda o: reductions.norm(o.a, (0, 1), o.arith),  # Frobenius
+    35: lambda o: reductions.norm(o.a, (0,), o.arith),  # v[j] = ||m[:, j]||
+    36: lambda o: reductions.norm(o.a, (1,), o.arith),  # v[i] = ||m[i, :]||
     37: lambda o: o.a.T.copy(),  # `a` is a copy, so in1 == out is safe.
     38: lambda o: np.abs(o.a),
     39: lambda o: o.a + o.b,
     40: lambda o: o.a - o.b,
     41: lambda o: o.a * o.b,  # Hadamard
     42: lambda o: o.a / o.b,
-    43: lambda o: o.a @ o.b,  # matrix product
+    43: lambda o: reductions.matmul(o.a, o.b, o.arith),  # matrix product
     44: lambda o: _std_min(o.a, o.b),
     45: lambda o: _std_min(o.a, o.b),
     46: lambda o: _loop_min(o.a, o.b),
     47: lambda o: _std_max(o.a, o.b),
     48: lambda o: _std_max(o.a, o.b),
     49: lambda o: _loop_max(o.a, o.b),
-    50: lambda o: np.mean(o.a),
-    51: lambda o: np.mean(o.a),
-    52: lambda o: np.mean(o.a, axis=1),  # row means
-    53: lambda o: _std(o.a, axis=1),  # row stds
-    54: lambda o: _std(o.a),
-    55: lambda o: _std(o.a),
+    50: lambda o: reductions.mean(o.a, _all_axes(o.a), o.arith),
+    51: lambda o: reductions.mean(o.a, _all_axes(o.a), o.arith),
+    52: lambda o: reductions.mean(o.a, (1,), o.arith),  # row means
+    53: lambda o: reductions.std(o.a, (1,), o.arith),  # row stds
+    54: lambda o: reductions.std(o.a, _all_axes(o.a), o.arith),
+    55: lambda o: reductions.std(o.a, _all_axes(o.a), o.arith),
     56: lambda o: o.consts[0].astype(_dtype_of(o)),
     57: _vector_const_set,
     58: _matrix_const_set,
@@ -245,8 +271,30 @@ def _uniform_draws(seed, call, slot, shape, dtype) -> np.ndarray:
     return rng.uniform01(key, elements, dtype=np.float32).astype(dtype)
 
 
-def execute_instruction(mem: Memory, ins: Instruction, *, seed=0, call: int = 0, slot: int = 0):
-    """Runs one instruction on `mem` in place. `seed`, `call`, `slot` key the random ops."""
+def flush_to_zero(x):
+    """`x` with every subnormal entry replaced by a zero of its sign (what XLA:CPU's flush-to-zero
+    and denormals-are-zero modes do to the inputs and results of arithmetic)."""
+    x = np.asarray(x)
+    tiny = np.finfo(x.dtype).tiny  # The smallest normal number.
+    return np.where(np.abs(x) < tiny, np.copysign(x.dtype.type(0), x), x)
+
+
+def execute_instruction(
+    mem: Memory,
+    ins: Instruction,
+    *,
+    seed=0,
+    call: int = 0,
+    slot: int = 0,
+    flush_subnormals: bool = False,
+):
+    """Runs one instruction on `mem` in place. `seed`, `call`, `slot` key the random ops.
+
+    `flush_subnormals`: reads every operand and constant, rounds the intermediate results of
+    the sums over F and the uniform draws, and writes the result, with subnormal numbers flushed
+    to zero, as the VM computes on CPU (see the module doc); False (the default) keeps them, as
+    the original does.
+    """
     op = int(ins.op)
     if not 0 <= op < ops_lib.NUM_OPS:
         raise ValueError(f"op = {op} is not an op id (0..{ops_lib.NUM_OPS - 1})")
@@ -268,25 +316,32 @@ def execute_instruction(mem: Memory, ins: Instruction, *, seed=0, call: int = 0,
         raise ValueError(f"{spec.name}: {given.size} consts, at most {ops_lib.NUM_CONSTS}")
     consts = np.zeros(ops_lib.NUM_CONSTS, np.float32)
     consts[: given.size] = given  # Missing trailing constants are 0.
-    out = values["out"]
+    flush = _flush if flush_subnormals else lambda x: x
+    in1, in2, out = (flush(values[f]) for f in ("in1", "in2", "out"))
     u = None
     if spec.is_random:
         u = _uniform_draws(seed, call, slot, out.shape, out.dtype)
+    arith = _FLUSHED if flush_subnormals else reductions.NUMPY
     with np.errstate(all="ignore"):
-        result = OP_SEMANTICS[op](Operands(values["in1"], values["in2"], out, consts, u))
+        result = OP_SEMANTICS[op](Operands(in1, in2, out, flush(consts), u, arith))
         if spec.out != Kind.NONE:
-            mem.bank(spec.out)[int(ins.out)] = result
+            mem.bank(spec.out)[int(ins.out)] = flush(result)
 
 
-def execute_component(mem: Memory, component: Component, *, seed=0, call: int = 0) -> None:
-    """Runs slots 0..length-1 of an unbatched component on `mem` in place, as call `call`."""
+def execute_component(
+    mem: Memory, component: Component, *, seed=0, call: int = 0, flush_subnormals: bool = False
+) -> None:
+    """Runs slots 0..length-1 of an unbatched component on `mem` in place, as call `call`
+    (`flush_subnormals`: see `execute_instruction`)."""
     code = np.asarray(component.code)
     consts = np.asarray(component.consts, np.float32)
     for slot in range(int(component.length)):
         op, in1, in2, out = (int(x) for x in code[slot])
         ins = Instruction(op, in1, in2, out, consts[slot])
         try:
-            execute_instruction(mem, ins, seed=seed, call=call, slot=slot)
+            execute_instruction(
+                mem, ins, seed=seed, call=call, slot=slot, flush_subnormals=flush_subnormals
+            )
         except ValueError as e:
             raise ValueError(f"slot {slot}: {e}") from None
 
@@ -318,6 +373,13 @@ def check_program(program: Program, spec: ProgramSpec) -> None:
                         f"{name} slot {slot} ({op_spec.name}): {field} = {int(code[slot, f])} is "
                         f"outside the {n} {kind.name.lower()} addresses of the spec"
                     )
+
+
+def _flush(x):
+    return None if x is None else flush_to_zero(x)
+
+
+_FLUSHED = reductions.Arithmetic(np, flush_to_zero, flush_to_zero)
 
 
 def _check_dtype(dtype) -> np.dtype:
@@ -408,13 +470,14 @@ def _set_inputs(mem: Memory, x: np.ndarray, label) -> None:
     mem.scalars[LABEL_SCALAR] = label
 
 
-def _validate(mem, program, task, num_steps, *, seed, call, max_abs_error) -> tuple[float, list]:
-    """One validation pass (Predict only) from call number `call`; returns (fitness, errors)."""
+def _validate(mem, program, task, num_steps, *, call, max_abs_error, **run) -> tuple[float, list]:
+    """One validation pass (Predict only) from call number `call`; returns (fitness, errors).
+    `run`: `execute_component`'s seed and flush_subnormals."""
     loss, errors = 0.0, []
     for j in range(num_steps):
         y = task.y_valid[j]
         _set_inputs(mem, task.x_valid[j], 0)
-        execute_component(mem, program.predict, seed=seed, call=call + j)
+        execute_component(mem, program.predict, call=call + j, **run)
         s1 = mem.scalars[PREDICTION_SCALAR]
         if task.eval_type == "rms":
             e = y - s1
@@ -424,7 +487,9 @@ def _validate(mem, program, task, num_steps, *, seed, call, max_abs_error) -> tu
             e = y.dtype.type(np.inf if (p > 1 or p < 0) else float(wrong))
         if np.isnan(abs(e)) or abs(e) > max_abs_error:
             return 0.0, errors  # Validation early stop: this pass scores 0.
-        loss += float(e) ** 2 if task.eval_type == "rms" else float(e)  # Accumulated in float64.
+        # Accumulated in float64. e * e, not e ** 2: Python's power raises OverflowError past
+        # 1e308, where the original's double sum becomes inf (and the fitness 0).
+        loss += float(e) * float(e) if task.eval_type == "rms" else float(e)
         errors.append(abs(e))
     loss /= len(task.y_valid)  # The FULL valid count, even when fewer steps ran (as the original).
     if task.eval_type == "rms":
@@ -443,6 +508,7 @@ def evaluate(
     dtype=np.float32,
     num_valid_examples: int | None = None,
     task_index: int | None = None,
+    flush_subnormals: bool = False,
 ) -> EvalResult:
     """Trains and validates one program on one task, as the original's Executor (REFERENCE.md §4).
 
@@ -464,6 +530,8 @@ def evaluate(
       spec: the program space (address counts).
       seed: the lane seed of the random ops.
       dtype: memory dtype, float32 (default) or float64.
+      flush_subnormals: compute as the VM does on CPU, subnormal numbers flushed to zero (see
+        `execute_instruction`); False (the default) keeps them, as the original does.
     """
     dtype = _check_dtype(dtype)
     check_program(program, spec)
@@ -476,7 +544,8 @@ def evaluate(
         n_valid = max(0, min(int(num_valid_examples), n_valid))
 
     mem = Memory.zeros(spec, task.x_train.shape[1], dtype)
-    execute_component(mem, program.setup, seed=seed, call=0)
+    run = dict(seed=seed, flush_subnormals=flush_subnormals)
+    execute_component(mem, program.setup, call=0, **run)
     call, best, start = 1, 0.0, 0
     train_errors, valid_errors = [], None
     while start < n_total:
@@ -484,7 +553,7 @@ def evaluate(
         for k in range(start, end):
             x, y = task.x_train[k], task.y_train[k]
             _set_inputs(mem, x, 0)
-            execute_component(mem, program.predict, seed=seed, call=call)
+            execute_component(mem, program.predict, call=call, **run)
             if task.eval_type == "accuracy":
                 mem.scalars[PREDICTION_SCALAR] = _sigmoid(mem.scalars[PREDICTION_SCALAR])
             err = abs(y - mem.scalars[PREDICTION_SCALAR])
@@ -493,10 +562,10 @@ def evaluate(
                 return _result(best, train_errors, valid_errors, True, dtype)
             train_errors.append(err)
             _set_inputs(mem, x, y)
-            execute_component(mem, program.learn, seed=seed, call=call + 1)
+            execute_component(mem, program.learn, call=call + 1, **run)
             call += 2
         fitness, errors = _validate(
-            mem, program, task, n_valid, seed=seed, call=call, max_abs_error=max_abs_error
+            mem, program, task, n_valid, call=call, max_abs_error=max_abs_error, **run
         )
         call += n_valid
         valid_errors = errors if valid_errors is None else valid_errors
@@ -525,6 +594,7 @@ def fec_errors(
     max_abs_error: float = 100.0,
     dtype=np.float32,
     task_index: int | None = None,
+    flush_subnormals: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The FEC fingerprint inputs (REFERENCE.md §8.2): (train_errors, valid_errors) of a run on
     the first `num_train` training and `num_valid` validation examples, first epoch only."""
@@ -538,6 +608,7 @@ def fec_errors(
         max_abs_error=max_abs_error,
         dtype=dtype,
         task_index=task_index,
+        flush_subnormals=flush_subnormals,
     )
     epoch = _single_task(task, task_index, dtype).epoch_size
     return result.train_errors[: min(num_train, epoch)], result.valid_errors

@@ -57,9 +57,10 @@ def uniform01(key, element, xp=np, dtype=np.float32):
     return ((bits.astype(dtype) + dtype(0.5)) * dtype(2.0**-23)).astype(dtype)
 
 
-def to_uniform(u, low, high, xp=np):
-    """U(low, high) from U(0,1); the constant `low` when low >= high, as absl's Uniform does."""
-    return xp.where(low < high, low + (high - low) * u, low)
+def to_uniform(u, low, high, xp=np, rounded=lambda x: x):
+    """U(low, high) from U(0,1); the constant `low` when low >= high, as absl's Uniform does.
+    `rounded`: the VM's barrier (`kernels.Operands.rounded`) against fusing and reassociating."""
+    return xp.where(low < high, low + rounded((high - low) * rounded(u)), low)
 
 
 # Giles (2010), "Approximating the erfinv function": single-precision coefficients, highest

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from azjax import evaluation, rng
 from azjax import ops as ops_lib
-from azjax.kernels import KERNELS, Operands
+from azjax.kernels import KERNELS, Operands, neg_zero
 from azjax.program import Component
 from azjax.vm import Memory
 from azjax.vm_plan import ComponentPlan
@@ -54,6 +54,7 @@ def _branch(op_id: int, feature_size: int):
             key=key,
             dtype=banks[0].dtype,
             ops=op_id,
+            zero=neg_zero(ins["op"]).reshape(1, 1),
         )
         banks = list(banks)
         banks[out_bank] = banks[out_bank].at[ins["out"]].set(KERNELS[op_id](o).astype(o.dtype))

@@ -45,6 +45,7 @@ from azjax.vm_plan import (
     BANK,
     CONSTS,
     KINDS,
+    NEG_ZERO,
     ComponentPlan,
     Decoded,
     OpGroup,
@@ -135,6 +136,7 @@ def _compute(group: OpGroup, reads: dict, cur: dict, key, lanes, feature_size: i
             kind: (ids, cur[sel_name(group, kind)] if len(ids) > 1 else None)
             for kind, ids in zip(KINDS, group.kinds, strict=True)
         },
+        zero=cur[NEG_ZERO],
     )
     new = []
     for kind, ids in zip(KINDS, group.kinds, strict=True):
@@ -238,7 +240,7 @@ def _run_group(g: OpGroup, reads, cur, names, row, new, lane_key, feature_size, 
     selects anyway), of which only the listed programs' lanes are gathered, not whole banks;
     `cur`: this slot's packed fields `[NF, P]` (`names`); `row`: its `program_lists` row;
     `lane_key(programs)`: the draw keys `[T, cap]` of those programs' lanes."""
-    wanted = {sel_name(g, k) for k in KINDS} | (set(CONSTS) if g.has_consts else set())
+    wanted = {sel_name(g, k) for k in KINDS} | {NEG_ZERO} | (set(CONSTS) if g.has_consts else set())
     sub_names = tuple(n for n in names if n in wanted)
     sub_fields = cur[np.asarray([names.index(n) for n in sub_names], np.int32)]
 

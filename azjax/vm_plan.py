@@ -19,7 +19,7 @@ import numpy as np
 
 from azjax import compaction
 from azjax import ops as ops_lib
-from azjax.kernels import PARTIAL_WRITE_OPS
+from azjax.kernels import PARTIAL_WRITE_OPS, neg_zero
 from azjax.program import Component, ProgramSpec
 
 Kind = ops_lib.Kind
@@ -129,6 +129,8 @@ def plan_component(spec: ProgramSpec, component: str, compact: bool = True) -> C
 
 
 CONSTS = tuple(f"c{j}" for j in range(ops_lib.NUM_CONSTS))
+NEG_ZERO = "neg_zero"  # kernels.neg_zero of the slot's op, for the barrier Operands.rounded.
+_FLOAT_FIELDS = frozenset(CONSTS + (NEG_ZERO,))
 
 
 def sel_name(group: OpGroup, kind: Kind) -> str:
@@ -143,7 +145,7 @@ def field_names(plan: ComponentPlan) -> tuple[str, ...]:
     names += [f"{bank}{role}" for bank, role in plan.operands]
     if plan.has_consts:
         names += list(CONSTS)
-    return tuple(names)
+    return tuple(names) + (NEG_ZERO,)
 
 
 class Decoded(NamedTuple):
@@ -182,6 +184,7 @@ def decode(plan: ComponentPlan, component: Component) -> Decoded:
         consts = jnp.asarray(component.consts, jnp.float32)
         for j, name in enumerate(CONSTS):
             dec[name] = jax.lax.bitcast_convert_type(consts[..., j], jnp.int32)
+    dec[NEG_ZERO] = jax.lax.bitcast_convert_type(neg_zero(op), jnp.int32)
     packed = jnp.stack([dec[name].astype(jnp.int32) for name in field_names(plan)], axis=-1)
     packed = jnp.transpose(packed, (1, 2, 0))  # [P, L, NF] -> [L, NF, P]: slot-major.
     lists = None
@@ -192,14 +195,15 @@ def decode(plan: ComponentPlan, component: Component) -> Decoded:
 
 
 def unpack(plan: ComponentPlan, cur: jax.Array, names=None) -> dict[str, jax.Array]:
-    """One slot's packed fields `[NF, P]` as a dict of `[P]` arrays (constants as float32).
+    """One slot's packed fields `[NF, P]` as a dict of `[P]` arrays (constants and the
+    `NEG_ZERO` field as float32).
 
     `names`: the fields `cur` holds, in order (default: all of `field_names(plan)`).
     """
     out = {}
     for i, name in enumerate(field_names(plan) if names is None else names):
         out[name] = cur[i]
-        if name in CONSTS:
+        if name in _FLOAT_FIELDS:
             out[name] = jax.lax.bitcast_convert_type(cur[i], jnp.float32)
     return out
 

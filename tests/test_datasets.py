@@ -3,9 +3,11 @@
 import gzip
 import logging
 import os
+import pathlib
 import pickle
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -155,11 +157,28 @@ def _rewrite(tmp_path, source, **changes):
     return path
 
 
-def test_loader_rejects_malformed_files(prepared, tmp_path):
-    good = prepared[1][0].path
-    got = _load(good, n_train=7, n_valid=3)
-    assert [a.shape for a in got] == [(7, 4), (7,), (3, 4), (3,)]
-    cases = [
+def _damaged_files(tmp_path, good):
+    """(path, load kwargs, message regex) of every kind of bad dataset file."""
+    nan, inf = np.full((20, 4), np.nan, np.float32), np.full((100, 4), np.inf, np.float32)
+    text = tmp_path / "text.npz"
+    text.write_text("not a zip")
+    single = tmp_path / "single.npy"
+    np.save(single, np.zeros(3))
+    objects = str(tmp_path / "objects.npz")
+    np.savez(objects, **{k: np.zeros(1, object) for k in datasets.SPLIT_ARRAYS})
+    pickled = tmp_path / "pickled.npz"
+    pickled.write_bytes(pickle.dumps({"x_train": np.zeros((100, 4))}))
+    raw = pathlib.Path(good).read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(raw[: len(raw) // 2])
+    corrupt = tmp_path / "corrupt.npz"  # Intact zip directory, one member's bytes damaged.
+    with zipfile.ZipFile(good) as z:
+        info = z.getinfo("x_train.npy")
+    at = info.header_offset + 30 + len(info.filename) + info.file_size // 2
+    corrupt.write_bytes(raw[:at] + bytes(b ^ 0xFF for b in raw[at : at + 64]) + raw[at + 64 :])
+    with np.load(good) as data:
+        strings = data["x_train"].astype(str)  # Numbers as text: "0.123".
+    return [
         (str(tmp_path / "nope.npz"), {}, r"no such dataset file.*prepare_datasets\.py"),
         (_rewrite(tmp_path, good, x_valid=None), {}, r"missing arrays \['x_valid'\]"),
         (good, {"f": 16}, "feature size is 4, the task asks for 16"),
@@ -170,29 +189,32 @@ def test_loader_rejects_malformed_files(prepared, tmp_path):
             {},
             "y_train has labels other than 0 and 1",
         ),
-        (
-            _rewrite(tmp_path, good, x_valid=np.full((20, 4), np.nan, np.float32)),
-            {},
-            "x_valid has non-finite values",
-        ),
+        (_rewrite(tmp_path, good, x_valid=nan), {}, "x_valid has non-finite values"),
+        (_rewrite(tmp_path, good, x_train=inf), {}, "x_train has non-finite values"),
         (_rewrite(tmp_path, good, y_valid=np.zeros(19, np.float32)), {}, "must be"),
+        (_rewrite(tmp_path, good, x_train=np.zeros(100)), {}, r"x_train \(100,\) .* must be"),
+        (str(text), {}, r"not an .npz dataset file \(it starts with b'not a '\)"),
+        (str(single), {}, "single array"),
+        (objects, {}, "unreadable array x_train"),
+        (str(pickled), {}, r"not an .npz dataset file \(a pickle, never loaded\)"),
+        (str(truncated), {}, "not a readable .npz dataset file.*zip"),
+        (str(corrupt), {}, "unreadable array x_train"),
+        (_rewrite(tmp_path, good, x_train=strings), {}, "x_train holds <U.* values, not numbers"),
+        (_rewrite(tmp_path, good, y_valid=np.full(20, b"1")), {}, "y_valid holds |S1 values"),
     ]
-    for path, kw, match in cases:
-        with pytest.raises(ValueError, match=match) as err:
+
+
+def test_loader_rejects_malformed_files(prepared, tmp_path):
+    """Every bad file is a one-line DatasetError (a ValueError) naming the file."""
+    good = prepared[1][0].path
+    got = _load(good, n_train=7, n_valid=3)
+    assert [a.shape for a in got] == [(7, 4), (7,), (3, 4), (3,)]
+    for path, kw, match in _damaged_files(tmp_path, good):
+        with pytest.raises(datasets.DatasetError, match=match) as err:
             _load(path, **kw)
-        assert path in str(err.value)
-    text = tmp_path / "text.npz"
-    text.write_text("not a zip")
-    with pytest.raises(ValueError, match="not a readable .npz"):
-        _load(str(text))
-    single = tmp_path / "single.npy"
-    np.save(single, np.zeros(3))
-    with pytest.raises(ValueError, match="single array"):
-        _load(str(single))
-    objects = str(tmp_path / "objects.npz")
-    np.savez(objects, **{k: np.zeros(1, object) for k in datasets.SPLIT_ARRAYS})
-    with pytest.raises(ValueError, match="unreadable array"):
-        _load(objects)
+        message = str(err.value)
+        assert message.startswith(f"{path}: ") and "\n" not in message, message
+        assert isinstance(err.value, ValueError)
 
 
 def test_read_cifar10_from_python_batches(tmp_path):
@@ -207,6 +229,10 @@ def test_read_cifar10_from_python_batches(tmp_path):
     np.testing.assert_array_equal(images[0, :6], [10, 20, 30, 10, 20, 30])  # (H, W, C) order.
     os.remove(tmp_path / "data_batch_4")
     with pytest.raises(FileNotFoundError, match="data_batch_4"):
+        datasets.read_cifar10(str(tmp_path))
+    batch_2 = tmp_path / "data_batch_2"
+    batch_2.write_bytes(batch_2.read_bytes()[:100])  # Truncated.
+    with pytest.raises(datasets.DatasetError, match="data_batch_2: not a readable CIFAR-10 batch"):
         datasets.read_cifar10(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="no such directory.*CIFAR-10"):
         datasets.read_cifar10(str(tmp_path / "missing"))
@@ -227,7 +253,12 @@ def test_read_mnist_from_idx_files(tmp_path):
     np.testing.assert_array_equal(images.reshape(-1), pixels)
     np.testing.assert_array_equal(labels, [7, 0, 9])
     (tmp_path / "train-images-idx3-ubyte").write_bytes(_idx(2049, (3,), [1, 2, 3]))
-    with pytest.raises(ValueError, match="magic number 2051"):
+    with pytest.raises(datasets.DatasetError, match="magic number 2051"):
+        datasets.read_mnist(str(tmp_path))
+    labels_gz = tmp_path / "train-labels-idx1-ubyte.gz"
+    labels_gz.write_bytes(labels_gz.read_bytes()[:-12])  # Truncated.
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(_idx(2051, (3, 28, 28), pixels))
+    with pytest.raises(datasets.DatasetError, match=r"idx1-ubyte\.gz: not a readable gzip file"):
         datasets.read_mnist(str(tmp_path))
     os.remove(tmp_path / "train-images-idx3-ubyte")
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):

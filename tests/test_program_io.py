@@ -3,6 +3,7 @@
 import json
 import pickle
 import re
+import time
 
 import numpy as np
 import pytest
@@ -389,6 +390,41 @@ def test_load_errors_name_the_file(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ProgramError, match=r"binary\.txt: not a UTF-8 text file"):
         load_program(binary, FULL)
+
+
+def test_deeply_nested_json_is_a_one_line_program_error(tmp_path):
+    """json.loads recurses per nesting level: 100,000 levels used to escape as a RecursionError."""
+    nested = tmp_path / "nested.json"
+    for text in ("[" * 100_000 + "]" * 100_000, '{"a": ' * 100_000 + "1" + "}" * 100_000):
+        nested.write_text(text)
+        with pytest.raises(ProgramError, match=r"nested\.json: malformed JSON: nested too deeply$"):
+            load_program(nested, FULL)
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"format": "azjax.program/1", "setup": ' + "1" * 5000 + "}")
+    with pytest.raises(ProgramError, match=r"huge\.json: malformed JSON: Exceeds the limit"):
+        load_program(huge, FULL)  # json.loads refuses integers of over 4300 digits.
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "s1 = {digits}x",  # A number the line does not end after.
+        "s1 = 1.{digits}x",
+        "s1 = 1e{digits}x",
+        "v1[{digits}] = 2.0x",
+        "s2 = s{digits} + s3",  # An address too long for int().
+        "s1 = {digits}",  # Parses as inf: a bad constant.
+    ],
+)
+def test_long_digit_runs_fail_fast_with_a_short_message(line):
+    """20,000 digits: linear time (the old number regex took quadratic time, ~13 s here) and a
+    message that quotes a cut line."""
+    text = "def Setup():\n  " + line.format(digits="1" * 20_000) + "\n"
+    start = time.perf_counter()
+    with pytest.raises(ProgramError, match=r"^line 2: ") as err:
+        parse_program(text, FULL)
+    assert time.perf_counter() - start < 1.0
+    assert len(str(err.value)) < 300 and "\n" not in str(err.value)
 
 
 # ------------------------------------------------------------------------------------------------

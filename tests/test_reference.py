@@ -1,5 +1,6 @@
 """The NumPy reference interpreter against hand-computed values: ops, corner cases, protocol."""
 
+import itertools
 import math
 import statistics
 
@@ -275,13 +276,13 @@ def test_heaviside_at_zero_and_specials(dtype):
 def test_std_uses_the_one_pass_population_formula():
     # Nearly equal float32 entries: mean(x^2) - mean^2 rounds below 0, so the op gives NaN where a
     # two-pass std would give ~2.5e-8.
-    x = [0.37283527851104736, 0.372835248708725, 0.37283527851104736, 0.3728352189064026]
+    x = [0.37283533811569214, 0.37283530831336975, 0.3728352189064026, 0.37283533811569214]
     assert np.std(np.asarray(x, np.float32)) > 0
     assert np.isnan(_run(54, 4, x, dtype=np.float32))
     assert np.isnan(_run(55, 2, np.reshape(x, (2, 2)), dtype=np.float32))
     row_std = _run(53, 4, [x, [1.0, 3.0, 1.0, 3.0], x, x], dtype=np.float32)
     assert np.isnan(row_std[0]) and row_std[1] == 1.0
-    x64 = [8.626706612158921, 8.626706612158921, 8.626706612158916, 8.626706612158918]
+    x64 = [8.62670661215892, 8.626706612158925, 8.626706612158927, 8.626706612158918]
     assert np.isnan(_run(54, 4, x64, dtype=np.float64))
     assert _run(54, 4, [1.0, 3.0, 1.0, 3.0]) == 1.0  # population, not sample (1.1547)
 
@@ -386,6 +387,108 @@ def test_ieee_specials_propagate_without_warnings(dtype):
     assert m[0, 0] == inf and m[0, 1] == inf and m[1].tolist() == [1.0, 2.0]
     assert np.isnan(_run(21, 2, [inf, NAN], dtype=dtype))
     assert _run(1, 1, np.finfo(dtype).max, np.finfo(dtype).max, dtype=dtype) == inf
+
+
+# ------------------------------------------------------------------------------------------------
+# float64: the original's double arithmetic.
+
+
+@pytest.mark.parametrize("F", [2, 4, 8])
+def test_float64_products_are_rounded_before_they_are_added(F):
+    """An inf term plus a product overflowing to -inf is NaN in dot, matrix-vector and matrix
+    products, wherever the two sit: the original rounds each product. (BLAS fuses the multiply
+    into the add, inf + -1e400 exactly = inf: np.dot and @ gave inf for some positions.)"""
+    for i, j in itertools.permutations(range(F), 2):
+        row, v = np.zeros(F), np.zeros(F)
+        row[i], v[i] = np.inf, 1.0
+        row[j], v[j] = 1e200, -1e200
+        m = np.tile(row, (F, 1))
+        assert np.isnan(_run(27, F, row, v)), (i, j)
+        assert np.isnan(_run(31, F, m, v)).all(), (i, j)
+        assert np.isnan(_run(43, F, m, np.tile(v[:, None], (1, F)))).all(), (i, j)
+
+
+# Arguments where NumPy's own float64 functions and the C library's differ in the last bit (found
+# on this machine's NumPy), and the special values.
+LIBM_ARGS = [-0.4604265724722594, 0.8701448475755365, 0.6265404784005448, 0.08292244049818343]
+LIBM_ARGS += [0.8255111545554434, -0.648688758794882, -0.02230792774148016, -0.6341133506485626]
+LIBM_ARGS += [0.1268249473479799, -0.14395096191209666, 0.9329853499970076, 0.9674058832128316]
+LIBM_ARGS += [0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 710.0, -800.0, 1e-310, np.inf, -np.inf, np.nan]
+LIBM = {7: math.sin, 8: math.cos, 9: math.tan, 10: math.asin}
+LIBM |= {11: math.acos, 12: math.atan, 13: math.exp, 14: math.log}
+
+
+@pytest.mark.parametrize("op", sorted(LIBM), ids=[ops.OPS[i].name for i in sorted(LIBM)])
+def test_float64_transcendentals_are_the_c_library(op):
+    """The original's std:: functions are the C library's (Python's `math`, which raises where C
+    returns inf or NaN)."""
+    for x in LIBM_ARGS:
+        got = float(_run(op, 1, x))
+        try:
+            want = LIBM[op](x)
+        except OverflowError:
+            want = math.inf
+        except ValueError:
+            want = -math.inf if op == 14 and x == 0 else math.nan
+        assert got == want or math.isnan(got) and math.isnan(want), (x, got, want)
+
+
+def test_float64_validation_error_beyond_1e154_scores_zero():
+    """|e| = exp(400) ~ 5e173 passes max_abs_error = inf; e^2 overflows to inf and the fitness is
+    0, as the original's double sum (Python's e ** 2 raised OverflowError)."""
+    program = make_program(SPEC, setup=[I(56, out=2, consts=(400.0,))], predict=[I(13, 2, 0, 1)])
+    task = ref.SingleTask([[1.0]] * 2, [0.0, 0.0], [[1.0]], [0.0], 2, "rms")
+    result = ref.evaluate(program, task, spec=SPEC, dtype=np.float64, max_abs_error=math.inf)
+    assert result.fitness == 0.0 and not result.stopped_early
+    assert result.valid_errors.tolist() == [math.exp(400.0)]
+
+
+def test_float64_scalar_constants_are_float32():
+    """The one float64 difference left: constants are float32 in the program encoding, so
+    `s2 = 0.1` holds float32(0.1), where the original's SCALAR_CONST_SET keeps the double 0.1."""
+    got = _run(56, 1, consts=(0.1,))
+    assert got == float(np.float32(0.1)) != 0.1 and got.dtype == np.float64
+
+
+# ------------------------------------------------------------------------------------------------
+# Subnormal numbers: kept, as the original; flushed to zero on request, as the VM on CPU.
+
+TINY = np.float32(2.0**-149)  # The smallest subnormal float32.
+
+
+def test_subnormals_are_kept_unless_flushed():
+    for flush, step, product in ((False, 1.0, np.inf), (True, 0.0, None)):
+        mem = ref.Memory.zeros(SPEC, 4, np.float32)
+        mem.vectors[1] = TINY
+        mem.scalars[1], mem.scalars[2] = TINY, np.inf
+        for ins in (I(16, 1, 0, 2), I(3, 1, 2, 3), I(5, 1, 0, 2), I(15, 1, 0, 1)):
+            ref.execute_instruction(mem, ins, flush_subnormals=flush)
+        np.testing.assert_array_equal(mem.vectors[2], [step] * 4)  # heaviside(x > 0)
+        if flush:  # 2^-149 * inf: 0 * inf = NaN (the VM's early stop), not inf.
+            assert np.isnan(mem.scalars[3])
+        else:
+            assert mem.scalars[3] == product
+        assert mem.scalars[1] == 1.0 and mem.scalars[2] == (0.0 if flush else TINY)
+    x = np.float32([TINY, -TINY, 1e-38, -1e-38, 1.2e-38, 0.0, -np.inf, np.nan])
+    flushed = ref.flush_to_zero(x)
+    np.testing.assert_array_equal(flushed[:4], 0.0)
+    np.testing.assert_array_equal(np.signbit(flushed[:4]), [False, True, False, True])
+    np.testing.assert_array_equal(flushed[4:7], x[4:7])
+    assert np.isnan(flushed[7])
+
+
+def test_evaluate_flushes_subnormals_on_request():
+    """v[0.5] = 2^-149; s1 = sum(heaviside(v)) [via dot with ones]: 1 kept, 0 flushed."""
+    program = make_program(
+        SPEC,
+        setup=[I(57, out=1, consts=(0.5, float(TINY))), I(57, out=2, consts=(0.5, 1.0))],
+        predict=[I(16, 1, 0, 3), I(27, 3, 2, 1)],
+    )
+    task = ref.SingleTask([[0.0, 0.0]] * 2, [0.0, 0.0], [[0.0, 0.0]], [1.0], 2, "rms")
+    kept = ref.evaluate(program, task, spec=SPEC)
+    flushed = ref.evaluate(program, task, spec=SPEC, flush_subnormals=True)
+    assert kept.valid_errors.tolist() == [0.0] and flushed.valid_errors.tolist() == [1.0]
+    assert kept.fitness == 1.0 and flushed.fitness == 0.5
 
 
 # ------------------------------------------------------------------------------------------------
