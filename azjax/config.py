@@ -116,7 +116,7 @@ def default_config() -> config_dict.ConfigDict:
     # Output and runtime.
     c.progress_every = 10000
     c.checkpoint_every_secs = 30.0
-    c.chunk_size = 128  # Programs per device and VM call at most (scoring.programs_per_call).
+    c.chunk_size = 64  # Programs per device and full-evaluation VM call (search_eval).
     return c
 
 

@@ -61,7 +61,7 @@ class EvaluationConfig:
     dedupe_cache_size: int = 100_000
     budget_baseline: tuple[int, int] | None = None
     budget_factor: float = budget.DEFAULT_FACTOR
-    chunk_size: int = 128
+    chunk_size: int = 64
 
     def __post_init__(self):
         if self.combination not in ("mean", "median"):

@@ -23,9 +23,10 @@ def get_config():
     c.randomize_task_seeds = True
     c.sufficient_fitness = 0.9999
     # Deviation: stop an experiment's search as soon as it has a candidate above the threshold,
-    # and restart one whose best fitness has not risen for 100,000 individuals (measured: the
-    # successful experiments' longest plateaus were 18k-65k individuals; stuck ones sat for
-    # 140k-190k while the run went on).
+    # and restart one whose best fitness has not risen for 100,000 individuals. In a measured run
+    # (seed 5, 40 experiments, no restarts, 20 M individuals), that rule would have cut 1 of the
+    # 9 successful experiments (after a plateau of 165k) and freed 7.0 M individuals from 21
+    # stuck ones; successes came at any age (44k-632k individuals).
     c.stop_search_at_fitness = 0.9999
     c.stagnation_individuals = 100_000
     # Deviation: 32 experiments at a time, on the device, in lockstep, their VM work pooled (the
