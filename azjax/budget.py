@@ -1,4 +1,4 @@
-"""The train budget: reject programs far costlier than a baseline (REFERENCE.md §4.9).
+"""The train budget: reject programs far costlier than a baseline (docs/ops.md).
 
 The original's `TrainBudget` sums per-op compute costs (the `cost` column of `azjax.ops.OPS`, from
 compute_cost.cc) over each component. With setup cost C_s and train cost C_t = cost(Predict) +

@@ -1,4 +1,4 @@
-"""Atomic, exact checkpoints of a state pytree plus JSON metadata (STYLE.md §25).
+"""Atomic, exact checkpoints of a state pytree plus JSON metadata.
 
 A checkpoint is one .npz file: the pytree's leaves as `leaf_0 .. leaf_{n-1}` and a `metadata`
 entry holding a JSON string (format version, tree structure, each leaf's key path, shape, dtype

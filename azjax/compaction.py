@@ -1,6 +1,6 @@
 """Lane compaction: run an expensive group of ops only on the lanes whose program uses it.
 
-Design (c2) of VM_DESIGN.md §6. Per slot, the programs whose op at that slot is in a group are
+Design (c2) of docs/vm.md. Per slot, the programs whose op at that slot is in a group are
 listed once per call (`program_lists`); the VM then gathers those programs' lanes, computes the
 group's ops on them only, and scatters the results back (`gather`, `scatter`).
 

@@ -1,6 +1,6 @@
 """Projected binary datasets: image readers, the file writer and the checked loader.
 
-The counterpart of the original's `generate_datasets.py` (REFERENCE.md §5.3). For every pair of
+The counterpart of the original's `generate_datasets.py` (docs/ops.md). For every pair of
 classes i < j and every seed, the first images of each class are relabelled (smaller id -> 1),
 split stratified into train / valid / test, projected to F dimensions by a seeded Gaussian matrix
 and standardized on the training split. Each (pair, seed) becomes one `.npz` file that
@@ -80,7 +80,7 @@ class PreparedFile(NamedTuple):
 def binary_file_name(
     dataset_name: str, positive_class: int, negative_class: int, feature_size: int, seed: int
 ) -> str:
-    """The original's file name (REFERENCE.md §5.2) plus `.npz`."""
+    """The original's file name (docs/ops.md) plus `.npz`."""
     return (
         f"binary_{dataset_name}-pos_{positive_class}-neg_{negative_class}"
         f"-dim_{feature_size}-seed_{seed}.npz"

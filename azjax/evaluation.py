@@ -1,6 +1,6 @@
 """The evaluation protocol, batched: P programs x T tasks scored in one jitted call.
 
-Per (program, task) lane, exactly the original's executor (REFERENCE.md §4; `azjax.reference` is
+Per (program, task) lane, exactly the original's executor (docs/ops.md; `azjax.reference` is
 the one-at-a-time spec): memory zeroed, Setup once; per training example v0 = x, s0 = 0, Predict,
 sigmoid for classification, early stop on NaN or |err| > max_abs_error, then v0 = x, s0 = y, Learn;
 after each epoch, validation with Predict only; fitness is the best validation fitness over epochs,
@@ -43,7 +43,7 @@ VM = Engine(vm_plan.decode, vm.run_component)
 class LaneResult(NamedTuple):
     """Per-lane outputs `[P, T]`; the error records `[P, T, n]` only when asked for (FEC).
 
-    train_steps: training steps executed, as the original counts them (REFERENCE.md §4.2: the
+    train_steps: training steps executed, as the original counts them (docs/ops.md: the
     step that triggers an early stop counts, the ones after it do not).
     """
 

@@ -1,4 +1,4 @@
-"""Initial programs: the hand-written algorithms and random instructions (REFERENCE.md §2.2, §3.2).
+"""Initial programs: the hand-written algorithms and random instructions (docs/ops.md).
 
 The hand-written algorithms (NO_OP, LINEAR, NEURAL_NET, DAMAGED_NEURAL_NET) are host-side
 `Program`s built from `Instruction` lists and padded with NO_OPs to the per-component initial
@@ -34,7 +34,7 @@ DEFAULT_INIT_SCALE = 0.1  # kDefaultInitScale
 OPERAND_KINDS = np.array([[op.in1, op.in2, op.out] for op in ops_lib.OPS], np.int32)  # [65, 3]
 DATA_KINDS = np.array([op.data for op in ops_lib.OPS], np.int32)  # [65]
 
-# Initial constant distributions per `Data` kind (REFERENCE.md §2.2): c_j ~ U[lo_j, hi_j).
+# Initial constant distributions per `Data` kind (docs/ops.md): c_j ~ U[lo_j, hi_j).
 # SCALAR_CONST_SET's value is drawn on the open interval (-1, 1), as the original's double.
 _D = len(Data)
 DATA_LOW = np.zeros((_D, ops_lib.NUM_CONSTS), np.float32)
@@ -105,7 +105,7 @@ def no_op_algorithm(spec: ProgramSpec, sizes: SizesLike) -> Program:
 def linear_algorithm(
     spec: ProgramSpec, sizes: SizesLike, learning_rate: float = DEFAULT_LEARNING_RATE
 ) -> Program:
-    """LINEAR_ALGORITHM: linear regression by SGD; weights in v1 (REFERENCE.md §3.2)."""
+    """LINEAR_ALGORITHM: linear regression by SGD; weights in v1 (docs/ops.md)."""
     _require_addresses(spec, "LINEAR", 4, 3, 0)
     I = Instruction  # noqa: N806
     return _build(
@@ -161,7 +161,7 @@ def neural_net_algorithm(
     first_init: float = DEFAULT_INIT_SCALE,
     final_init: float = DEFAULT_INIT_SCALE,
 ) -> Program:
-    """NEURAL_NET_ALGORITHM: 2-layer ReLU MLP with biases trained by SGD (REFERENCE.md §3.2)."""
+    """NEURAL_NET_ALGORITHM: 2-layer ReLU MLP with biases trained by SGD (docs/ops.md)."""
     _require_addresses(spec, "NEURAL_NET", 5, 9, 2)
     lists = _neural_net_lists(learning_rate, first_init, final_init)
     return _build(spec, sizes, "NEURAL_NET", **lists)
@@ -261,7 +261,7 @@ def bits_normal(bits: jax.Array) -> jax.Array:
 def address_bounds(spec: ProgramSpec) -> tuple[np.ndarray, np.ndarray]:
     """Address ranges [low, high), each int32 [3 fields (in1, in2, out), 4 kinds].
 
-    Inputs come from [0, bank size), outputs from `spec.out_range` (REFERENCE.md §1.3);
+    Inputs come from [0, bank size), outputs from `spec.out_range` (docs/ops.md);
     Kind.NONE gets [0, 1), so unused fields are 0.
     """
     low, high = np.zeros((3, len(Kind)), np.int32), np.ones((3, len(Kind)), np.int32)
@@ -281,7 +281,7 @@ def addresses_from_bits(bits: jax.Array, op: jax.Array, spec: ProgramSpec) -> ja
 
 
 def data_from_bits(bits: jax.Array, op: jax.Array) -> jax.Array:
-    """Fresh constants float32 [3] for `op` from uint32 bits [3] (REFERENCE.md §2.2); 0 if none."""
+    """Fresh constants float32 [3] for `op` from uint32 bits [3] (docs/ops.md); 0 if none."""
     data = jnp.asarray(DATA_KINDS)[op]
     u = bits_uniform(bits, open_low=jnp.asarray(DATA_OPEN)[data])
     lo, hi = jnp.asarray(DATA_LOW)[data], jnp.asarray(DATA_HIGH)[data]
@@ -297,7 +297,7 @@ def instruction_from_bits(bits: jax.Array, spec: ProgramSpec, component: str):
 
 
 def random_instruction(key: jax.Array, spec: ProgramSpec, component: str):
-    """One random instruction for `component` (REFERENCE.md §2.2). The key is consumed.
+    """One random instruction for `component` (docs/ops.md). The key is consumed.
 
     The op is uniform over `spec.<component>.ops` (duplicates weight it), addresses are uniform
     over their ranges and constants follow the per-op distributions.

@@ -1,4 +1,4 @@
-"""Mutations of programs: the original's eight mutation types (REFERENCE.md §6, mutator.cc).
+"""Mutations of programs: the original's eight mutation types (docs/ops.md, mutator.cc).
 
 `mutate` makes one child from one unbatched parent: with probability `mutate_prob` (always when it
 is >= 1) it applies exactly one mutation, else the child is an identical clone. The mutation type
@@ -125,7 +125,7 @@ class MutationInfo(NamedTuple):
 
 
 # ------------------------------------------------------------------------------------------------
-# ALTER_PARAM (REFERENCE.md §6.4), table-driven over op ids.
+# ALTER_PARAM (docs/ops.md), table-driven over op ids.
 
 _IN1, _IN2, _OUT, _DATA = 1, 2, 3, 4  # Fields; 1..3 are also the code columns.
 _REDRAW, _LOG_SCALE_OR_FLIP, _LOG_SCALE = 0, 1, 2
@@ -199,7 +199,7 @@ def alter_instruction(key: jax.Array, code: jax.Array, consts: jax.Array, spec: 
     """The original's Instruction::AlterParam on one instruction. The key is consumed.
 
     NO_OP: unchanged. One input: 1/2 new in1, 1/2 new out. Two inputs: 1/3 each in1/in2/out.
-    Set ops: 1/2 new out, 1/2 AlterData (REFERENCE.md §6.4). New addresses may equal the old.
+    Set ops: 1/2 new out, 1/2 AlterData (docs/ops.md). New addresses may equal the old.
 
     Args:
       code: int32 [4] (op, in1, in2, out); consts: float32 [3].
@@ -449,7 +449,7 @@ def mutate_with_info(
 
 
 def mutate(key: jax.Array, parent: Program, spec: ProgramSpec, params: MutationParams) -> Program:
-    """One child of one unbatched parent (REFERENCE.md §6). The key is consumed.
+    """One child of one unbatched parent (docs/ops.md). The key is consumed.
 
     Args:
       key: a PRNG key.

@@ -1,4 +1,4 @@
-"""The op table: the one declaration of AutoML-Zero's 65 ops (REFERENCE.md §2.3).
+"""The op table: the one declaration of AutoML-Zero's 65 ops (docs/ops.md).
 
 Every consumer reads this table: the NumPy reference interpreter (`azjax.reference`), the JAX VM
 kernels (`azjax.vm`), the program printer/parser (`azjax.program_io`), the random-instruction
@@ -26,7 +26,7 @@ class Kind(enum.IntEnum):
 
 
 class Data(enum.IntEnum):
-    """What the per-instruction float constants hold (REFERENCE.md §2.2).
+    """What the per-instruction float constants hold (docs/ops.md).
 
     Constants live in `consts[..., 3]`:
       CONST_SCALAR: c0 = value (the original's `activation_data`).

@@ -1,6 +1,6 @@
 """Program encoding: fixed-width integer instruction tensors plus float constants.
 
-An algorithm is three components, Setup, Predict and Learn (REFERENCE.md §3.1). Each component is
+An algorithm is three components, Setup, Predict and Learn (docs/ops.md). Each component is
 a `Component`: `code` int32 `[..., L, 4]` rows `(op, in1, in2, out)`, `consts` float32
 `[..., L, NUM_CONSTS]` and `length` int32 `[...]`. Slots at or past `length` are padding and must
 be all-zero NO_OP rows, so the VM never needs `length`; mutation uses it to insert and remove. A
@@ -23,7 +23,7 @@ from azjax import ops as ops_lib
 COMPONENTS: tuple[str, ...] = ("setup", "predict", "learn")
 FIELDS: tuple[str, ...] = ("op", "in1", "in2", "out")
 
-# Reserved addresses (REFERENCE.md §1.3).
+# Reserved addresses (docs/ops.md).
 LABEL_SCALAR = 0  # s0: the label (0 during Predict).
 PREDICTION_SCALAR = 1  # s1: the prediction.
 FEATURES_VECTOR = 0  # v0: the features.
@@ -84,7 +84,7 @@ class ProgramSpec:
 
     Defaults are the demo's (run_demo.sh): 4 scalars, 3 vectors, 1 matrix; sizes 10/2/8; the six
     demo ops everywhere. The feature size F is not part of a program (index constants are
-    fractions, REFERENCE.md §2.1): it comes from the tasks.
+    fractions, docs/ops.md): it comes from the tasks.
     """
 
     num_scalars: int = 4
@@ -118,7 +118,7 @@ class ProgramSpec:
         }[kind]
 
     def out_range(self, kind: ops_lib.Kind) -> tuple[int, int]:
-        """[lo, hi) of writable addresses: s0 and v0 are never written (REFERENCE.md §1.3)."""
+        """[lo, hi) of writable addresses: s0 and v0 are never written (docs/ops.md)."""
         lo = 0 if kind == ops_lib.Kind.MATRIX else 1
         return lo, self.bank_size(kind)
 

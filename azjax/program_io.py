@@ -1,4 +1,4 @@
-"""Program validation and the text and JSON forms of programs (REFERENCE.md §2.3, §7.4).
+"""Program validation and the text and JSON forms of programs (docs/ops.md).
 
 `validate` checks a program or population against a `ProgramSpec` with vectorized NumPy, and
 raises `ProgramError` naming the first bad (program, component, slot, field). The fields are

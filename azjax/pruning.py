@@ -8,7 +8,7 @@ program can reuse its score. Nothing here exists in the original; it is a pure w
 whose result must be exactly as fit as its input (tests/test_pruning.py checks that).
 
 Liveness (per address of the scalar, vector and matrix banks) follows the execution pattern of one
-task evaluation, REFERENCE.md §1.4 and §4: Setup ; (Predict ; Learn)* ; Predict* with memory
+task evaluation, docs/ops.md: Setup ; (Predict ; Learn)* ; Predict* with memory
 persisting throughout (and several epochs repeating the loop). The component-level flow graph is
 
     Setup -> Predict,   Predict -> {Learn, Predict, end},   Learn -> Predict
@@ -31,7 +31,7 @@ This runs on the search's hot path, vectorized over the population: each live se
 (one uint64 for up to 64 addresses), each slot's output, kill and input sets come from one table
 lookup per field, and a backward pass costs a handful of in-place NumPy ops per slot.
 
-Caveat for callers: the train budget (REFERENCE.md §4.9) charges every instruction, dead code and
+Caveat for callers: the train budget (docs/ops.md) charges every instruction, dead code and
 NO_OPs included, so compute budgets (and print, mutate, store) with the *unpruned* program and
 send only the pruned copy to the VM. For the same reason a score reused through `program_hashes`
 is only valid for an equal train count; pass it as `train_counts`.

@@ -52,7 +52,7 @@ DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 @dataclasses.dataclass
 class Memory:
-    """Typed memories: scalars [S], vectors [V, F], matrices [M, F, F] (REFERENCE.md §1)."""
+    """Typed memories: scalars [S], vectors [V, F], matrices [M, F, F] (docs/ops.md)."""
 
     scalars: np.ndarray
     vectors: np.ndarray
@@ -173,7 +173,7 @@ def _std_max(a, b):  # std::max(a, b) = (a < b) ? b : a -> a on NaN or equality.
 
 
 # The original's MATRIX_MIN/MAX ops (46, 49) are explicit loops `a < b ? a : b` and
-# `a > b ? a : b` (executor.h; REFERENCE.md §2.3 rows 46/49): unlike std::min/max they return the
+# `a > b ? a : b` (executor.h; docs/ops.md rows 46/49): unlike std::min/max they return the
 # *b* entry on NaN or equality. We follow the original here, not the "a's entry for matrices too"
 # summary in the reference interpreter's brief.
 def _loop_min(a, b):
@@ -192,7 +192,7 @@ def _heaviside_gt(x):  # Vector / matrix heaviside: 1 if x > 0 (so 0 -> 0, NaN -
     return np.where(x > 0, 1, 0).astype(x.dtype)
 
 
-# One plain NumPy function per op id (REFERENCE.md §2.3); `o` is an `Operands`.
+# One plain NumPy function per op id (docs/ops.md); `o` is an `Operands`.
 OP_SEMANTICS: dict[int, OpFn] = {
     0: lambda o: None,  # NO_OP
     1: lambda o: o.a + o.b,
@@ -390,7 +390,7 @@ def _check_dtype(dtype) -> np.dtype:
 
 
 # ----------------------------------------------------------------------------------------------
-# The evaluation protocol for one program on one task (REFERENCE.md §4.1-§4.4, §4.6).
+# The evaluation protocol for one program on one task (docs/ops.md).
 
 
 class SingleTask(NamedTuple):
@@ -454,7 +454,7 @@ def _single_task(task, task_index, dtype) -> SingleTask:
 
 
 def flip_and_squash(rmse: float) -> float:
-    """1 - (2/pi) atan(rmse), 0 for NaN or inf: the original's rms fitness (REFERENCE.md §4.4)."""
+    """1 - (2/pi) atan(rmse), 0 for NaN or inf: the original's rms fitness (docs/ops.md)."""
     if not math.isfinite(rmse):
         return 0.0
     return 1.0 - (2.0 / math.pi) * math.atan(rmse)
@@ -510,7 +510,7 @@ def evaluate(
     task_index: int | None = None,
     flush_subnormals: bool = False,
 ) -> EvalResult:
-    """Trains and validates one program on one task, as the original's Executor (REFERENCE.md §4).
+    """Trains and validates one program on one task, as the original's Executor (docs/ops.md).
 
     Memory starts at zero and Setup runs once (call 0). The first `num_train_examples` (default
     all N) of the training stream run in chunks of `task.epoch_size`: per example s0 = 0, v0 = x,
@@ -596,7 +596,7 @@ def fec_errors(
     task_index: int | None = None,
     flush_subnormals: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The FEC fingerprint inputs (REFERENCE.md §8.2): (train_errors, valid_errors) of a run on
+    """The FEC fingerprint inputs (docs/ops.md): (train_errors, valid_errors) of a run on
     the first `num_train` training and `num_valid` validation examples, first epoch only."""
     result = evaluate(
         program,

@@ -2,7 +2,7 @@
 
 A draw is a pure function of (lane seed, call, slot, element), so a program's random ops give the
 same numbers whatever batch it is evaluated in, and the NumPy reference interpreter reproduces the
-VM's uniforms bit for bit (REFERENCE.md §4.8 deviation: the original shares one mt19937; matching
+VM's uniforms bit for bit (docs/ops.md deviation: the original shares one mt19937; matching
 its stream is not required). `call` numbers component invocations in execution order within one
 (program, task) evaluation: Setup is call 0, then each Predict / Learn run takes the next number.
 
@@ -52,7 +52,7 @@ def uniform_bits(key, element, xp=np):
 
 
 def uniform01(key, element, xp=np, dtype=np.float32):
-    """U(0, 1), open at both ends: 23 bits, so float32 never rounds to 1 (VM_DESIGN.md §5.3)."""
+    """U(0, 1), open at both ends: 23 bits, so float32 never rounds to 1 (docs/vm.md)."""
     bits = uniform_bits(key, element, xp) >> xp.uint32(9)
     return ((bits.astype(dtype) + dtype(0.5)) * dtype(2.0**-23)).astype(dtype)
 

@@ -1,10 +1,10 @@
 """Process-level JAX setup for entry points: CPU devices, the compile cache, the program mesh.
 
 Call `configure` at the start of a script's `main` (before any JAX computation), never on import.
-On CPU, XLA's intra-op threading slows this workload down (VM_DESIGN.md §5.4: ~100 tiny kernels per
-instruction step), so azjax exposes one CPU device per core and splits each batch of programs over
-them with `shard_map` (azjax.evaluator): each device runs its share of lanes on its own thread. On
-a GPU or TPU host the mesh is simply the local accelerators.
+On CPU, XLA's intra-op threading slows this workload down (docs/vm.md: ~100 tiny kernels per
+instruction step), so azjax exposes one CPU device per core and splits the work over them with
+`shard_map` (`azjax.search`, `azjax.scoring`): each device runs its share on its own thread. On a
+GPU or TPU host the mesh is simply the local accelerators.
 """
 
 from __future__ import annotations

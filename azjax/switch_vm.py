@@ -1,6 +1,6 @@
 """The naive VM, kept as a benchmark baseline: a per-lane `lax.switch` over the allowed ops.
 
-This is design (a) of VM_DESIGN.md §3, the "obvious" JAX interpreter: per lane, a `fori_loop` over
+This is design (a) of docs/vm.md, the "obvious" JAX interpreter: per lane, a `fori_loop` over
 slots whose body is a `lax.switch` on the opcode, each branch returning the whole memory updated
 with `.at[].set`, all `vmap`ed over lanes. Under `vmap` the switch becomes a select over every
 branch's full memory, which is why `azjax.vm` groups results by output kind instead. It plugs into

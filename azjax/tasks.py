@@ -1,4 +1,4 @@
-"""Task collections: the datasets algorithms are trained and validated on (REFERENCE.md §5).
+"""Task collections: the datasets algorithms are trained and validated on (docs/ops.md).
 
 A `TaskSpec` describes `num_tasks` tasks of one kind; `make_tasks` builds them as one `TaskSet`
 pytree with a leading task axis `T`, plus the static `TaskInfo`. A collection is a list of specs,
@@ -57,7 +57,7 @@ _HIGHEST = jax.lax.Precision.HIGHEST  # Exact float32 labels on accelerators too
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TaskSpec:
-    """`num_tasks` tasks of one kind (the original's TaskSpec, REFERENCE.md §5.1).
+    """`num_tasks` tasks of one kind (the original's TaskSpec, docs/ops.md).
 
     Fields (kind-specific ones are ignored by other kinds):
       kind: one of KINDS. eval_type: "rms" or "accuracy" ("linear" and "teacher" need "rms",

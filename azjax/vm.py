@@ -1,6 +1,6 @@
 """The batched VM: runs one component function of many programs on many memories at once.
 
-Layout and tricks follow what the prototype measured (VM_DESIGN.md §3-§6, design "c1"):
+Layout and tricks follow what the prototype measured (docs/vm.md, design "c1"):
 - Lanes. A lane is one (task, program) pair; every per-lane array ends in the two lane axes
   `[T, P]`, programs LAST, so each kernel is elementwise SIMD over programs, and whatever is per
   program (the decoded instruction fields, constants, write targets) is a `[P]` array that
@@ -25,7 +25,7 @@ Layout and tricks follow what the prototype measured (VM_DESIGN.md §3-§6, desi
   operands out lanes-major, which kills the lane vectorization of their [F, F] kernels. A group
   gathers its operands after selecting them on all lanes (one gather per operand, not per bank
   entry): XLA:CPU's gather and scatter move one element at a time, ~1.3 ns each.
-- Compiled with `COMPILER_OPTIONS` (512-bit vectors) by the evaluator; see that constant.
+- Compiled with `COMPILER_OPTIONS` (512-bit vectors) by its callers on CPU; see that constant.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ from azjax.vm_plan import (
 
 Kind = ops_lib.Kind
 
-# XLA:CPU options for the evaluator's VM calls (`azjax.evaluator`, on CPU meshes: a top-level jit;
-# jax.jit refuses options on a nested jit, so the public `execute_component` and
+# XLA:CPU options for the VM calls of `azjax.search` and `azjax.scoring` (on CPU meshes: a
+# top-level jit; jax.jit refuses options on a nested jit, so the public `execute_component` and
 # `evaluation.evaluate_lanes` take none and stay composable). 512-bit vectors: the slot loop's
 # fused kernels are elementwise over lanes, and on this AVX-512 machine they ran 1.2x faster on
 # the full op set (XLA's default is 256). One casualty: XLA:CPU's vectorized atan is WRONG at that

@@ -42,7 +42,7 @@ class OpGroup(NamedTuple):
     fraction: float | None = None
 
 
-# Compacted groups (VM_DESIGN.md §6, design c2): (name, ops, capacity fraction). An op belongs to
+# Compacted groups (docs/vm.md, design c2): (name, ops, capacity fraction). An op belongs to
 # the first group listing it; ops in none are dense. Random ops (a hash and erfinv per element and
 # lane) and the scalar transcendentals are costly and rare per slot. The matrix draws have a group
 # of their own: a group scatters each of its kinds back every round, and F x F values per lane

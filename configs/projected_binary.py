@@ -1,5 +1,5 @@
 """Projected binary classification on real images: the hand-written neural net, evolving only
-its Setup, on class 0 vs 1 (run_integration_test_projected_binary_datasets.sh, REFERENCE.md §9.4).
+its Setup, on class 0 vs 1 (run_integration_test_projected_binary_datasets.sh, docs/ops.md).
 
 Prepare the data first (scikit-learn's bundled digits; nothing is downloaded):
 

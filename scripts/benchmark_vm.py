@@ -1,4 +1,4 @@
-"""Benchmarks the VM: compile time, instructions/s and candidates/s per engine (VM_DESIGN.md §4).
+"""Benchmarks the VM: compile time, instructions/s and candidates/s per engine (docs/vm.md).
 
 Two tables, every engine measured in the same run on the same programs and tasks:
   1. op sets: random programs (RANDOM, all three components, 10/10/10 instructions) over the demo
@@ -163,7 +163,7 @@ def make_workload(table: str, name: str) -> Workload:
         spec = ProgramSpec()  # The demo's: 4/3/1 memory, sizes 10/2/8, the demo op set.
         sizes = tuple(spec.component(c).size for c in program_lib.COMPONENTS)
         return Workload("demo config", table, spec, linear, "RANDOM", sizes)
-    # The nonlinear test (REFERENCE.md §9.3) evolves Setup over the two Gaussian inits; here
+    # The nonlinear test (docs/ops.md) evolves Setup over the two Gaussian inits; here
     # Predict and Learn may also change, within the NEURAL_NET's own ops.
     roomy = ProgramSpec(5, 9, 2, *(ComponentSpec(32) for _ in program_lib.COMPONENTS))
     nn = generator.neural_net_algorithm(roomy, (0, 0, 0))  # Unpadded: lengths = its sizes.

@@ -1,4 +1,4 @@
-"""Writes the projected binary datasets that `projected_binary` tasks read (REFERENCE.md §5.3).
+"""Writes the projected binary datasets that `projected_binary` tasks read (docs/ops.md).
 
 Reads real images from local files only (never downloads), then for every class pair i < j and
 every seed in [min_data_seed, max_data_seed) writes

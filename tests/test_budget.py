@@ -1,4 +1,4 @@
-"""The train budget (REFERENCE.md §4.9) against hand-summed costs from the op table."""
+"""The train budget (docs/ops.md) against hand-summed costs from the op table."""
 
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ from azjax.program import ProgramSpec, make_component, make_program, stack
 SPEC = ProgramSpec(num_scalars=5, num_vectors=9, num_matrices=2)
 SIZE = 40  # slot capacity of every component in these tests
 
-# NEURAL_NET_ALGORITHM (REFERENCE.md §3.2), 3 / 5 / 11 instructions.
+# NEURAL_NET_ALGORITHM (docs/ops.md), 3 / 5 / 11 instructions.
 NN_SETUP = [
     I(63, out=2, consts=(0.0, 0.1)),
     I(64, out=0, consts=(0.0, 0.1)),
@@ -30,7 +30,7 @@ NN_LEARN = [
     I(28, 7, 0, 1),
     I(39, 0, 1, 0),
 ]
-# Hand-summed from the cost column of REFERENCE.md §2.3 (typed from the table, not read from ops).
+# Hand-summed from the cost column of docs/ops.md (typed from the table, not read from ops).
 NN_SETUP_COST = 77483018 + 277690384 + 3691108
 NN_PREDICT_COST = 9310002 + 4701519 + 3974229 + 4294617 + 4703759
 NN_LEARN_COST = (

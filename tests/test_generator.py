@@ -1,4 +1,4 @@
-"""Tests for azjax.generator: hand-written algorithms (REFERENCE.md §3.2), random ones (§2.2)."""
+"""Tests for azjax.generator: hand-written algorithms (docs/ops.md), random ones (§2.2)."""
 
 import functools
 
@@ -20,7 +20,7 @@ except ImportError:  # program_io is written concurrently; fall back to small ra
 Kind, Data = ops.Kind, ops.Data
 I = Instruction  # noqa: E741
 
-# The nonlinear integration test's search space (REFERENCE.md §9.3): only Setup evolves.
+# The nonlinear integration test's search space (docs/ops.md): only Setup evolves.
 NONLINEAR = ProgramSpec(
     num_scalars=5,
     num_vectors=9,
@@ -39,7 +39,7 @@ ALL = ProgramSpec(
     learn=ComponentSpec(4, ops.ALL_OPS),
 )
 
-# REFERENCE.md §3.2, transcribed independently of generator.py.
+# docs/ops.md, transcribed independently of generator.py.
 LINEAR_LISTS = dict(
     setup=[I(56, 0, 0, 2, (0.01, 0, 0))],
     predict=[I(27, 1, 0, 1)],

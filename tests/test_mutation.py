@@ -1,4 +1,4 @@
-"""Tests for azjax.mutation: the eight mutation types and their rules (REFERENCE.md §6)."""
+"""Tests for azjax.mutation: the eight mutation types and their rules (docs/ops.md)."""
 
 import functools
 

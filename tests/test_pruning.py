@@ -33,7 +33,7 @@ LINEAR = dict(
     learn=[I(2, 0, 1, 3), I(3, 2, 3, 3), I(18, 3, 0, 2), I(23, 1, 2, 1)],  # SGD on v1
 )
 
-NEURAL_NET = dict(  # REFERENCE.md §3.2, NEURAL_NET_ALGORITHM.
+NEURAL_NET = dict(  # docs/ops.md, NEURAL_NET_ALGORITHM.
     setup=[
         I(63, out=2, consts=(0.0, 0.1)), I(64, out=0, consts=(0.0, 0.1)),
         I(56, out=3, consts=(0.01,)),

@@ -47,7 +47,7 @@ def test_expand_seeds_defaults_and_quirk():
 def test_expand_seeds_listed_and_wraparound():
     spec = _spec(num_tasks=4, param_seeds=(5, 9), data_seeds=(2**32 - 2,))
     assert tasks.expand_seeds(spec) == ([5, 9, 10, 11], [2**32 - 2, 2**32 - 1, 0, 1])
-    # The demo's final collection (REFERENCE.md §9.1).
+    # The demo's final collection (docs/ops.md).
     final = _spec(
         num_tasks=100,
         num_train_examples=1000,

@@ -237,7 +237,7 @@ def test_single_op_batches_exercise_specials():
 
 
 # ------------------------------------------------------------------------------------------------
-# Corner cases of REFERENCE.md §2.3, explicitly (through the compiled single-op VM).
+# Corner cases of docs/ops.md, explicitly (through the compiled single-op VM).
 
 
 def run_corner_cases(F, cases, flush=False):
