@@ -194,20 +194,23 @@ def place(tree, mesh: Mesh | None = None):
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(runtime.PROGRAMS_AXIS)))
 
 
-@functools.cache
 def runner(config: SearchConfig, mesh: Mesh | None = None, chunk: int | None = None):
     """`run(state, tasks, num_generations)` compiled for the mesh's devices (default: all local
     devices, `azjax.runtime.program_mesh`), experiments split along it (E must be a multiple of
-    its size). `chunk`: programs per VM call and device (default: the config's, capped by
-    `azjax.scoring.programs_per_call`). The state argument is donated: use the returned one."""
+    its size). `chunk`: programs per full-evaluation VM call and device (default: the config's,
+    capped by `azjax.scoring.programs_per_call`). The state argument is donated: use the
+    returned one. Equal arguments give the same compiled function."""
     mesh = runtime.program_mesh() if mesh is None else mesh
     if chunk is None:
+        info = config.tasks
         chunk = scoring.programs_per_call(
-            config.spec,
-            config.evaluation.chunk_size,
-            config.tasks.num_tasks,
-            config.tasks.feature_size,
+            config.spec, config.evaluation.chunk_size, info.num_tasks, info.feature_size
         )
+    return _runner(config, mesh, chunk)
+
+
+@functools.cache
+def _runner(config: SearchConfig, mesh: Mesh, chunk: int):
     axis = runtime.PROGRAMS_AXIS
     fn = functools.partial(run, config=config, chunk=chunk, axis_name=axis)
     split, whole = PartitionSpec(axis), PartitionSpec()

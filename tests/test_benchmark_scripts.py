@@ -20,7 +20,9 @@ def _run(*args, timeout=300):
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+def quick_run(
+    tmp_path_factory,
+):  # About a minute on the 2-core machine: the tests using it are slow.
     """One workload per table (the demo op set; the nonlinear config), every engine, probes on."""
     out = tmp_path_factory.mktemp("bench") / "sub" / "bench.json"  # The script makes "sub".
     proc = _run("--quick", "--op_sets=demo", "--configs=nonlinear", f"--output={out}")
@@ -29,6 +31,7 @@ def quick_run(tmp_path_factory):
         return json.load(f), proc.stdout
 
 
+@pytest.mark.slow
 def test_rows_cover_every_workload_and_engine(quick_run):
     result, _ = quick_run
     got = [(r["table"], r["workload"], r["engine"]) for r in result["rows"]]
@@ -38,6 +41,7 @@ def test_rows_cover_every_workload_and_engine(quick_run):
     assert set(result["workloads"]) == {"demo ops", "nonlinear config"}
 
 
+@pytest.mark.slow
 def test_rows_hold_positive_timings_and_consistent_rates(quick_run):
     result, _ = quick_run
     workloads = result["workloads"]
@@ -63,6 +67,7 @@ def test_rows_hold_positive_timings_and_consistent_rates(quick_run):
     assert 0.0 <= by[("demo ops", "numpy")]["stopped_early_frac"] <= 1.0
 
 
+@pytest.mark.slow
 def test_workloads_describe_the_configurations(quick_run):
     result, _ = quick_run
     demo, nonlinear = result["workloads"]["demo ops"], result["workloads"]["nonlinear config"]
@@ -73,6 +78,7 @@ def test_workloads_describe_the_configurations(quick_run):
     assert nonlinear["programs"] == "NEURAL_NET+mutation"
 
 
+@pytest.mark.slow
 def test_compile_probes_show_the_cache_hit(quick_run):
     result, _ = quick_run
     assert [p["workload"] for p in result["compile"]] == ["demo ops", "nonlinear config"]
@@ -82,6 +88,7 @@ def test_compile_probes_show_the_cache_hit(quick_run):
         assert p["cached"]["compile_s"] < p["cold"]["compile_s"]
 
 
+@pytest.mark.slow
 def test_machine_facts_and_printed_tables(quick_run):
     result, stdout = quick_run
     m = result["machine"]

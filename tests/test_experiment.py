@@ -211,7 +211,11 @@ def test_run_writes_outputs_and_kill_resume_is_exact(tmp_path, extra):
     assert not list(work.glob(".tmp-*"))  # A write the kill cut short leaves nothing behind.
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],
+    ids=["SIGINT", "SIGTERM"],
+)
 def test_ctrl_c_and_sigterm_save_and_exit_130_then_resume_exactly(tmp_path, signum):
     work = tmp_path / "stopped"
     proc = _script(work, PARALLEL, "--config.checkpoint_every_secs=1000")

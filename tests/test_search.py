@@ -1,29 +1,24 @@
 """The device search (`azjax.search`): n generations per call, compiles, devices, stopping."""
 
+import dataclasses
 import functools
 
 import jax
 import numpy as np
+from test_experiment import _tiny_config
 
-from azjax import evolution, mutation, runtime, search, tasks
-from azjax.program import ProgramSpec
+from azjax import config as config_lib
+from azjax import runtime, search, tasks
 
-TASKS = tasks.TaskSpec(kind="linear", num_train_examples=20, num_valid_examples=20, num_tasks=2)
 E = 2
+# The search of test_experiment's TINY runs with two slots: the same compiled runner serves both.
+CONFIG = config_lib.build(_tiny_config(parallel_experiments=E)).search
+TASKS = _tiny_config().search_tasks
+TASKS = tasks.TaskSpec(**TASKS.to_dict())
 
 
 def config(**kw):
-    evo = evolution.EvolutionConfig(
-        spec=ProgramSpec(),
-        mutation=mutation.MutationParams(allowed_mutation_types=(0, 1, 2), mutate_prob=0.9),
-        population_size=40,
-        tournament_size=4,
-        children_per_generation=10,
-    )
-    return search.SearchConfig(evolution=evo, tasks=TASKS.info, **kw)
-
-
-CONFIG = config()
+    return dataclasses.replace(CONFIG, **kw)
 
 
 @functools.cache

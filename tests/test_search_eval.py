@@ -5,7 +5,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from test_evaluation import (
     LINEAR_TASKS,
     NN_SIZES,
@@ -16,12 +15,30 @@ from test_evaluation import (
     overlong_linear,
 )
 
-from azjax import budget, evaluation, generator, scoring, search_eval, tasks, wide
+from azjax import budget, evaluation, generator, ops, scoring, search_eval, tasks, wide
 from azjax import program as program_lib
 from azjax.program import ComponentSpec, Instruction, ProgramSpec
 
 I = Instruction  # noqa: E741
 INFO = LINEAR_TASKS.info
+# One space for the first two tests (one compile): the demo's, plus the ops their programs use.
+SPEC = ProgramSpec(
+    setup=ComponentSpec(10, ops.DEMO_OPS, extra_ops=(63,)),
+    predict=ComponentSpec(3, ops.DEMO_OPS, extra_ops=(4,)),
+    learn=ComponentSpec(8, ops.DEMO_OPS, extra_ops=(64,)),
+)
+NN = generator.neural_net_algorithm(SPEC_NN, NN_SIZES)
+BUDGET = search_eval.EvaluationConfig(
+    budget_baseline=tuple(int(c) for c in budget.program_costs(NN))
+)
+
+
+def respec(program):
+    """A program of another spec laid out for SPEC."""
+    lists = [program_lib.instructions(getattr(program, c)) for c in program_lib.COMPONENTS]
+    return program_lib.make_program(SPEC, *lists)
+
+
 FULL_STEPS = INFO.num_tasks * INFO.epoch_size  # One full run's training steps (10 tasks).
 FP_STEPS = INFO.num_tasks * 10  # One fingerprint run's.
 
@@ -79,18 +96,13 @@ def _swapped_product(program):
 
 
 def test_scores_match_score_and_count_budget_dedupe_and_fec_hits():
-    nn = generator.neural_net_algorithm(SPEC_NN, NN_SIZES)
-    config = search_eval.EvaluationConfig(
-        budget_baseline=tuple(int(c) for c in budget.program_costs(nn))
-    )
-    scorer = Scorer(SPEC_LIN, [linear_group().tasks], config)
-    children = [linear(), linear(0.1), overlong_linear()]
+    scorer = Scorer(SPEC, [linear_group().tasks], BUDGET)
+    children = [respec(p) for p in (linear(), linear(0.1), overlong_linear())]
     keys = jax.random.split(jax.random.key(0), 1)
     first = scorer([children], [[True] * 3], keys)[0]
     scored = scoring.score(
-        program_lib.stack(children), [linear_group()], jax.random.key(5), spec=SPEC_LIN,
-        baseline=nn,
-    )  # fmt: skip
+        program_lib.stack(children), [linear_group()], jax.random.key(5), spec=SPEC, baseline=NN
+    )
     np.testing.assert_allclose(first, evaluation.combine(scored), rtol=0, atol=1e-6)
     assert first[0] > 0.9999 and first[2] == 0.0
     c = scorer.counts()
@@ -108,7 +120,7 @@ def test_scores_match_score_and_count_budget_dedupe_and_fec_hits():
     assert c["train_steps"] == 6 * FP_STEPS + 2 * FULL_STEPS  # Each unrun child: its fingerprint.
 
     # Structurally new, functionally identical children: FEC hits, still no new full evaluation.
-    variants = [_swapped_product(p) for p in children[:2]] + [linear()]
+    variants = [respec(_swapped_product(p)) for p in (linear(), linear(0.1))] + [children[0]]
     third = scorer([variants], [[True, True, False]], keys)[0]
     np.testing.assert_array_equal(third[:2], first[:2])
     assert third[2] == 0.0  # Not valid: not scored.
@@ -121,11 +133,7 @@ def test_early_stop_shortcut_and_equal_fingerprints_in_one_batch():
     """A deterministic program that blows up in the FEC pass gets 0 without a full evaluation; a
     random-op program with the very same fingerprint is scored through the FEC entry of the
     first (a repeat within the batch), and a learner is evaluated in full."""
-    spec = ProgramSpec(
-        setup=ComponentSpec(2, (63,)),
-        predict=ComponentSpec(3, (2, 4, 27)),
-        learn=ComponentSpec(1, (2,)),
-    )
+    spec = SPEC
     # s1 = dot(v1, x); s1 = s1 - s1; s1 = s1 / s0 = 0 / 0: NaN at the first example, whatever v1
     # holds, yet v1 (and the Gaussian init that writes it) stays live code.
     nan_predict = [I(27, 1, 0, 1), I(2, 1, 1, 1), I(4, 1, 0, 1)]
@@ -134,7 +142,7 @@ def test_early_stop_shortcut_and_equal_fingerprints_in_one_batch():
     learner = program_lib.make_program(
         spec, [I(63, 0, 0, 1, (0.0, 1.0, 0.0))], [I(27, 1, 0, 1)], []
     )
-    scorer = Scorer(spec, [linear_group().tasks])
+    scorer = Scorer(spec, [linear_group().tasks], BUDGET)
     fitness = scorer(
         [[deterministic, noisy, learner]], [[True] * 3], jax.random.split(jax.random.key(0), 1)
     )[0]
@@ -155,12 +163,11 @@ def _seeded_tasks(seed):
     return tasks.make_tasks(spec)[0]
 
 
-@pytest.mark.parametrize("chunk", [3, 64])
-def test_pooled_experiments_get_their_own_results_and_counters(chunk):
-    """Three experiments scored together (pooled VM calls, their own tasks and caches) get the
-    fitness and counters each gets alone, whatever the VM chunk size."""
+def test_pooled_experiments_get_their_own_results_and_counters():
+    """Three experiments scored together (pooled VM calls, their own tasks and caches, one VM
+    chunk) get the fitness and counters each gets alone (several chunks of 7 programs)."""
     spec = ProgramSpec()
-    together = Scorer(spec, [_seeded_tasks(s) for s in (1, 2, 3)], chunk=chunk)
+    together = Scorer(spec, [_seeded_tasks(s) for s in (1, 2, 3)], chunk=64)
     alone = [Scorer(spec, [_seeded_tasks(s)], chunk=7) for s in (1, 2, 3)]
     for g in range(3):  # Each batch repeats programs of the previous ones: cache hits.
         fresh = generator.make_initial_population(jax.random.key(g), "RANDOM", spec, (6, 2, 5), 24)
