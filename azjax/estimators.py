@@ -4,23 +4,29 @@
 learns well on your data, then trains the winner on all of it:
 
 1. Tasks (`azjax.tasks.from_arrays`): each of `num_experiments` searches gets `num_tasks`
-   random train / valid splits of (X, y), features standardized on each training split
-   (classification: optionally projected to `project_to` features by a Gaussian matrix per task,
-   after a global standardization, as the paper's projected tasks). Regression targets are
+   random train / valid splits of (X, y), features standardized on each training split;
+   optionally (`project_to=F`) the features are first standardized on all of X, then projected
+   to F by a Gaussian matrix per task, as the paper's projected tasks. Regression targets are
    standardized; the two classes become labels 0 / 1 (`classes_[1]` is 1).
-2. Search (`azjax.search`): regularized evolution from random programs over `ops`, the
-   experiments together on the device, until `max_time_secs` (wall clock, compiles included)
-   or `max_individuals` (all experiments together) is spent.
-3. Selection: each experiment's best program (ever) and its final population's best are scored
-   on fresh splits (`azjax.scoring.score`); the best mean fitness wins (`fitness_`).
+2. Search (`azjax.search`): regularized evolution over `ops` from `initial_population`, the
+   experiments together on the device, until `max_time_secs` (wall clock since fit began,
+   compiles included) or `max_individuals` (all experiments together) is spent. The default
+   start, "LINEAR", is linear regression trained by SGD (the original's hand-written
+   LINEAR_ALGORITHM): evolution tunes and extends it. "RANDOM" searches from scratch, as
+   AutoML-Zero's demo; on real data that needs far more than a minute of a CPU.
+3. Selection: each experiment's best program ever and the `FINALISTS` fittest of its final
+   population are scored (`azjax.scoring.score`) on fresh splits whose training splits are as
+   large as X allows, as deployment trains on all of X; the best mean fitness (`fitness_`) wins.
 4. Deployment (`azjax.export.to_jax`): the winner runs Setup, then Learn on every example of X
    (in order, `num_train_epochs` passes), with the features transformed as in the tasks (one
-   projection, `projection_`, and the standardization fitted on all of X). `predict` runs Predict
-   on each example from that trained memory, independently (as if each were the first
-   validation example), so a prediction never depends on the other rows.
+   projection, `projection_`, and the standardization fitted on all of X); a finalist whose
+   predictions on X are not finite is passed over. `predict` runs Predict on each row from that
+   trained memory, independently (as if each were the first validation example), so a
+   prediction never depends on the other rows.
 
 Task shapes are rounded down to a few sizes (`_bucket`): fits on data of similar sizes (e.g. the
-folds of a cross-validation) reuse the compiled search.
+folds of a cross-validation) reuse the compiled search. Selection and deployment add a few
+seconds (compiles) after the search's budget.
 
 A time budget makes the result depend on the machine's speed; `max_individuals` alone (with a
 `random_state`) gives the same program on every run.
@@ -427,7 +433,10 @@ class _Compiled:
         algorithm = export.to_jax(program, spec, feature_size=feature_size, eval_type=eval_type)
         self.init = algorithm.init
         self.fit = jax.jit(functools.partial(algorithm.fit, epochs=epochs))
-        one = lambda state, x: algorithm.predict(state, x[None])[0]  # noqa: E731
+
+        def one(state, x):  # Predict on one row from the trained memory.
+            return algorithm.predict(state, x[None])[0]
+
         self.predict = jax.jit(jax.vmap(one, in_axes=(None, 0)))
 
 
@@ -448,7 +457,10 @@ class AutoMLZeroRegressor(RegressorMixin, _AutoMLZero):
       num_scalars, num_vectors, num_matrices: the memory (at least 2 / 1 / 1).
       setup_size, predict_size, learn_size: instructions per component (fixed).
       population_size, tournament_size, children_per_generation, mutate_prob: the regularized
-        evolution (K children per generation).
+        evolution (K children per generation; mutations: alter a parameter, randomize an
+        instruction or a component).
+      initial_population: "LINEAR" (SGD linear regression, the default), "RANDOM" (from
+        scratch), "NO_OP", or another of `azjax.generator.INITIAL_ALGORITHMS`.
       num_experiments: independent searches run together (a multiple of the device count uses
         every device).
       num_tasks: train / valid splits each search scores a program on.
