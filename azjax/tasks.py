@@ -525,9 +525,10 @@ def _split_seeds(split_seed: int, num_tasks: int) -> np.ndarray:
     return np.random.SeedSequence(split_seed).generate_state(num_tasks)
 
 
-def check_arrays(X, y, *, eval_type: str, name: str = "from_arrays") -> tuple[np.ndarray, ...]:
+def _check_arrays(X, y, *, eval_type: str) -> tuple[np.ndarray, np.ndarray]:
     """(X float64 [n, d], y float64 [n]) checked: numeric, 2-D / 1-D of matching length, finite,
     labels 0 / 1 for "accuracy". Raises a one-line ValueError naming the problem."""
+    name = "from_arrays"
     if eval_type not in EVAL_TYPES:
         raise ValueError(f"{name}: eval_type must be one of {EVAL_TYPES}, got {eval_type!r}")
     try:
@@ -567,11 +568,12 @@ def from_arrays(
 
     Task t draws its own split (stratified by label for "accuracy", as the original's projected
     datasets) from a seed derived from (`split_seed`, t), so the same arguments give the same
-    tasks. With `project_to=F` its features are also multiplied by its own Gaussian random
-    projection [d, F] (`azjax.datasets.random_projection`) and, with `standardize`, standardized
-    with the mean and standard deviation of its training split (`azjax.datasets.fit_scaler`),
-    as the paper builds its projected binary tasks. Labels are used as they are: scale regression
-    targets yourself (errors above 100 stop an algorithm's training).
+    tasks. With `project_to=F` its features are multiplied by its own Gaussian random projection
+    [d, F] (`azjax.datasets.random_projection`); with `standardize` (the default) they are then
+    standardized with the mean and standard deviation of its training split
+    (`azjax.datasets.fit_scaler`): the paper's recipe for its projected binary tasks. Labels are
+    used as they are: scale regression targets yourself (errors above 100 stop an algorithm's
+    training).
 
     Args:
       X: [n, d] features; y: [n] labels (0 / 1 for "accuracy").
@@ -590,7 +592,7 @@ def from_arrays(
       ValueError (one line) for bad shapes, non-finite values, labels other than 0 / 1 for
       "accuracy", too few examples, or F outside 1..32.
     """
-    X, y = check_arrays(X, y, eval_type=eval_type)
+    X, y = _check_arrays(X, y, eval_type=eval_type)
     n, d = X.shape
     num_tasks = _as_int("from_arrays: num_tasks", num_tasks, 1)
     split_seed = _as_int("from_arrays: split_seed", split_seed, 0, SEED_LIMIT)
