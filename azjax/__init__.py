@@ -39,9 +39,23 @@ from azjax.pruning import prune
 from azjax.scoring import score
 from azjax.search import SearchConfig, SearchState, init, run, step
 from azjax.search_eval import EvaluationConfig
-from azjax.tasks import TaskInfo, TaskSet, TaskSpec, make_tasks
+from azjax.tasks import TaskInfo, TaskSet, TaskSpec, from_arrays, make_tasks
+
+# The scikit-learn estimators load scikit-learn: imported on first use, not with azjax.
+_ESTIMATORS = ("AutoMLZeroClassifier", "AutoMLZeroRegressor")
+
+
+def __getattr__(name):
+    if name in _ESTIMATORS:
+        from azjax import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'azjax' has no attribute {name!r}")
+
 
 __all__ = [
+    "AutoMLZeroClassifier",
+    "AutoMLZeroRegressor",
     "COMPONENTS",
     "Component",
     "ComponentSpec",
@@ -64,6 +78,7 @@ __all__ = [
     "default_config",
     "evaluate_lanes",
     "format_program",
+    "from_arrays",
     "init",
     "linear_algorithm",
     "load_program",

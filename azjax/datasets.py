@@ -10,7 +10,10 @@ Images come from local files only; nothing is ever downloaded:
   * "cifar10": the CIFAR-10 python batches `data_batch_1` .. `data_batch_5` in a directory;
   * "mnist": `train-images-idx3-ubyte[.gz]` and `train-labels-idx1-ubyte[.gz]` in a directory;
   * "digits": scikit-learn's bundled 8x8 digits (`sklearn.datasets.load_digits`), 10 classes of
-    about 180 images, so everything runs with nothing downloaded.
+    about 180 images, so everything runs with nothing downloaded;
+  * "file": your own examples, one `.npz` (arrays `x` [n, d] and `y` [n]) or `.csv` file (one
+    example per row, the class id in the last column, an optional header line), read by
+    `read_array_file`; class ids are integers 0..9.
 
 Deviations from the original: files are `.npz` (not a `ScalarLabelDataset` proto, and named with a
 `.npz` suffix); inputs come from local files rather than tfds; a class with fewer images than
@@ -31,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "cifar10")
+DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "cifar10", "file")
 NUM_CLASSES = 10
 SPLIT_ARRAYS: tuple[str, ...] = ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test")
 _LOADED_ARRAYS = SPLIT_ARRAYS[:4]  # x_test / y_test are written for completeness, never read.
@@ -92,14 +95,77 @@ def binary_file_name(
 
 
 def read_images(dataset_name: str, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Reads the training images of `dataset_name` ("digits" needs no `data_dir`)."""
+    """Reads the training images of `dataset_name` ("digits" needs no `data_dir`; for "file",
+    `data_dir` is the path of the `.npz` or `.csv` file)."""
     if dataset_name == "digits":
         return read_digits()
     if dataset_name not in DATASET_NAMES:
         raise ValueError(f"dataset_name must be one of {DATASET_NAMES}, got {dataset_name!r}")
     if not data_dir:
-        raise ValueError(f"dataset {dataset_name!r} needs data_dir, the folder holding its files")
+        what = "the path of the .npz or .csv file" if dataset_name == "file" else "the folder"
+        raise ValueError(f"dataset {dataset_name!r} needs data_dir, {what} holding its examples")
+    if dataset_name == "file":
+        x, y = read_array_file(data_dir)
+        if not np.all((y == np.round(y)) & (y >= 0) & (y < NUM_CLASSES)):
+            raise ValueError(f"{data_dir}: class ids must be integers in 0..{NUM_CLASSES - 1}")
+        return x, y.astype(np.int64)
     return read_cifar10(data_dir) if dataset_name == "cifar10" else read_mnist(data_dir)
+
+
+def read_array_file(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Examples from a `.npz` file (arrays `x` or `X` [n, d], and `y` [n]) or a `.csv` file (one
+    example per row, features then the label in the last column; a first line that is not
+    numeric is a header and skipped). Returns (x float64 [n, d], y float64 [n]).
+
+    Raises:
+      ValueError naming the file and the problem (missing, another format, missing arrays,
+      shapes, non-numeric or non-finite values).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such file")
+    if path.endswith(".npz"):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: np.asarray(data[name]) for name in data.files}
+        except Exception as err:  # np.load raises many types on a corrupt or foreign file.
+            raise ValueError(f"{path}: not a readable .npz file ({err})") from err
+        x = arrays.get("x", arrays.get("X"))
+        if x is None or "y" not in arrays:
+            raise ValueError(f"{path}: needs arrays 'x' (or 'X') and 'y', has {sorted(arrays)}")
+        y = arrays["y"]
+    elif path.endswith(".csv"):
+        x, y = _read_csv(path)
+    else:
+        raise ValueError(f"{path}: expected a .npz or .csv file")
+    try:
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: x and y must be numeric ({err})") from err
+    if x.ndim != 2 or y.shape != x.shape[:1] or not len(y):
+        raise ValueError(f"{path}: x {x.shape} and y {y.shape} must be [n, d] and [n], n >= 1")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError(f"{path}: has non-finite values (NaN or inf)")
+    return x, y
+
+
+def _read_csv(path: str) -> tuple[np.ndarray, np.ndarray]:
+    with open(path) as f:
+        lines = [f.readline(), f.readline()]
+    try:
+        [float(v) for v in lines[0].split(",")]
+        skip = 0
+    except ValueError:
+        skip = 1  # A header line.
+    if not lines[skip].strip():
+        raise ValueError(f"{path}: has no examples")
+    try:
+        table = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
+    except ValueError as err:
+        raise ValueError(f"{path}: not a numeric CSV table ({err})") from err
+    if table.shape[1] < 2:
+        raise ValueError(f"{path}: needs at least two columns (features, then the label)")
+    return table[:, :-1], table[:, -1]
 
 
 def read_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -335,27 +401,54 @@ def _split_sizes(available, requested, dataset_name, pos, neg):
 
 def _project(x, y, sizes, seed, projected_dim):
     """Stratified split, Gaussian projection and standardization, as the original (§5.3)."""
-    from sklearn.model_selection import train_test_split  # Lazy, as in read_digits.
-    from sklearn.preprocessing import StandardScaler
-
     num_train, num_valid, num_test = sizes
-    x_tv, x_test, y_tv, y_test = train_test_split(
-        x, y, train_size=num_train + num_valid, test_size=num_test, random_state=seed, stratify=y
-    )
-    x_train, x_valid, y_train, y_valid = train_test_split(
-        x_tv, y_tv, train_size=num_train, test_size=num_valid, random_state=seed, stratify=y_tv
-    )
-    projection = np.random.RandomState(seed).randn(x.shape[1], projected_dim)
-    scaler = StandardScaler().fit(x_train @ projection)
+    x_tv, x_test, y_tv, y_test = split_examples(x, y, num_train + num_valid, num_test, seed)
+    x_train, x_valid, y_train, y_valid = split_examples(x_tv, y_tv, num_train, num_valid, seed)
+    projection = random_projection(seed, x.shape[1], projected_dim)
+    scaler = fit_scaler(x_train, projection)
     out = {}
     for split, xs, ys in (
         ("train", x_train, y_train),
         ("valid", x_valid, y_valid),
         ("test", x_test, y_test),
     ):
-        out[f"x_{split}"] = scaler.transform(xs @ projection).astype(np.float32)
+        out[f"x_{split}"] = transform(xs, projection, scaler)
         out[f"y_{split}"] = ys.astype(np.float32)
     return out
+
+
+def split_examples(x, y, num_first: int, num_second: int, seed: int, *, stratify: bool = True):
+    """A random split of (x, y) into `num_first` and `num_second` examples (scikit-learn's
+    `train_test_split`, stratified by y unless `stratify` is False): x_a, x_b, y_a, y_b."""
+    from sklearn.model_selection import train_test_split  # Lazy, as in read_digits.
+
+    return train_test_split(
+        x,
+        y,
+        train_size=num_first,
+        test_size=num_second,
+        random_state=seed,
+        stratify=y if stratify else None,
+    )
+
+
+def random_projection(seed: int, input_dim: int, projected_dim: int) -> np.ndarray:
+    """The Gaussian projection matrix [input_dim, projected_dim] of a seed: N(0, 1) entries from
+    NumPy's `RandomState(seed)`, as the original's generate_datasets.py."""
+    return np.random.RandomState(seed).randn(input_dim, projected_dim)
+
+
+def fit_scaler(x_train: np.ndarray, projection: np.ndarray | None = None):
+    """A scikit-learn `StandardScaler` fitted on `x_train @ projection` (None: on x_train)."""
+    from sklearn.preprocessing import StandardScaler
+
+    return StandardScaler().fit(x_train if projection is None else x_train @ projection)
+
+
+def transform(x: np.ndarray, projection: np.ndarray | None, scaler) -> np.ndarray:
+    """float32 `scaler.transform(x @ projection)` (None: no projection): the features a task
+    built with `random_projection` and `fit_scaler` gives an algorithm."""
+    return scaler.transform(x if projection is None else x @ projection).astype(np.float32)
 
 
 def _write_npz_atomic(path: str, arrays: dict) -> None:

@@ -3,7 +3,8 @@
 A `TaskSpec` describes `num_tasks` tasks of one kind; `make_tasks` builds them as one `TaskSet`
 pytree with a leading task axis `T`, plus the static `TaskInfo`. A collection is a list of specs,
 as the original's `TaskCollection`. Every task is a pure function of its (param seed, data seed):
-the same seeds give the same task in any batch.
+the same seeds give the same task in any batch. `from_arrays` builds tasks from your own examples
+(random train / valid splits, optionally randomly projected as the paper's projected tasks).
 
 Shapes: T tasks, E unique training examples (one epoch), N = num_train_epochs * E training steps,
 Ev validation examples, F features.
@@ -513,3 +514,139 @@ def single_task(taskset: TaskSet, info: TaskInfo, i: int) -> SingleTask:
         raise ValueError(f"task index {i} out of range for {info.num_tasks} tasks")
     arrays = (np.asarray(a[i]) for a in taskset)
     return SingleTask(i, *arrays, epoch_size=info.epoch_size, eval_type=info.eval_type)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tasks from your own arrays.
+
+
+def _split_seeds(split_seed: int, num_tasks: int) -> np.ndarray:
+    """uint32 [num_tasks]: each task's seed of its split (and projection), from `split_seed`."""
+    return np.random.SeedSequence(split_seed).generate_state(num_tasks)
+
+
+def _check_arrays(X, y, *, eval_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """(X float64 [n, d], y float64 [n]) checked: numeric, 2-D / 1-D of matching length, finite,
+    labels 0 / 1 for "accuracy". Raises a one-line ValueError naming the problem."""
+    name = "from_arrays"
+    if eval_type not in EVAL_TYPES:
+        raise ValueError(f"{name}: eval_type must be one of {EVAL_TYPES}, got {eval_type!r}")
+    try:
+        X, y = np.asarray(X, np.float64), np.asarray(y, np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}: X and y must be numeric arrays ({err})") from err
+    if X.ndim != 2:
+        raise ValueError(f"{name}: X must be 2-D [examples, features], got shape {X.shape}")
+    if y.shape != X.shape[:1]:
+        raise ValueError(
+            f"{name}: y must have shape {X.shape[:1]} (one label per row of X), got {y.shape}"
+        )
+    for array, label in ((X, "X"), (y, "y")):
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{name}: {label} has non-finite values (NaN or inf)")
+    if eval_type == "accuracy" and not np.all((y == 0) | (y == 1)):
+        raise ValueError(
+            f"{name}: labels must be 0 or 1 for eval_type 'accuracy', got {np.unique(y)[:5]}"
+        )
+    return X, y
+
+
+def from_arrays(
+    X,
+    y,
+    *,
+    num_tasks: int,
+    eval_type: str,
+    split_seed: int,
+    num_valid: int | None = None,
+    num_train: int | None = None,
+    project_to: int | None = None,
+    standardize: bool = True,
+    num_train_epochs: int = 1,
+) -> tuple[TaskSet, TaskInfo]:
+    """Tasks from your own examples: each a random train / valid split of (X, y).
+
+    Task t draws its own split (stratified by label for "accuracy", as the original's projected
+    datasets) from a seed derived from (`split_seed`, t), so the same arguments give the same
+    tasks. With `project_to=F` its features are multiplied by its own Gaussian random projection
+    [d, F] (`azjax.datasets.random_projection`); with `standardize` (the default) they are then
+    standardized with the mean and standard deviation of its training split
+    (`azjax.datasets.fit_scaler`): the paper's recipe for its projected binary tasks. Labels are
+    used as they are: scale regression targets yourself (errors above 100 stop an algorithm's
+    training).
+
+    Args:
+      X: [n, d] features; y: [n] labels (0 / 1 for "accuracy").
+      num_tasks: T >= 1. eval_type: "rms" (regression) or "accuracy" (binary classification).
+      split_seed: an integer in [0, 2^32): the splits' and projections' seed.
+      num_valid: validation examples per task (default: a fifth of n, at least 1).
+      num_train: training examples per task (default: all the others).
+      project_to: F, 1..32, or None to keep the d features (then d must be 1..32).
+      standardize: standardize features on each task's training split.
+      num_train_epochs: passes over the training split (later epochs reshuffled per task).
+
+    Returns:
+      (TaskSet with leading axis T, TaskInfo).
+
+    Raises:
+      ValueError (one line) for bad shapes, non-finite values, labels other than 0 / 1 for
+      "accuracy", too few examples, or F outside 1..32.
+    """
+    X, y = _check_arrays(X, y, eval_type=eval_type)
+    n, d = X.shape
+    num_tasks = _as_int("from_arrays: num_tasks", num_tasks, 1)
+    split_seed = _as_int("from_arrays: split_seed", split_seed, 0, SEED_LIMIT)
+    num_train_epochs = _as_int("from_arrays: num_train_epochs", num_train_epochs, 1)
+    F = d if project_to is None else _as_int("from_arrays: project_to", project_to, 1)
+    if not 1 <= F <= MAX_FEATURE_SIZE:
+        hint = " (pass project_to=F to project them)" if project_to is None else ""
+        raise ValueError(
+            f"from_arrays: the feature size must be 1..{MAX_FEATURE_SIZE}, got {F}{hint}"
+        )
+    if n < 2:
+        raise ValueError(f"from_arrays: X has {n} example(s); need at least 2 (train and valid)")
+    if num_valid is None:
+        num_valid = max(1, n // 5)
+    num_valid = _as_int("from_arrays: num_valid", num_valid, 1)
+    if num_train is None:
+        num_train = max(1, n - num_valid)
+    num_train = _as_int("from_arrays: num_train", num_train, 1)
+    if num_train + num_valid > n:
+        raise ValueError(
+            f"from_arrays: X has {n} examples, too few for {num_train} training + {num_valid} "
+            "validation examples per task"
+        )
+    stratify = eval_type == "accuracy"
+    if stratify:
+        smallest = int(min(np.sum(y == 0), np.sum(y == 1)))
+        if smallest < 2 or min(num_train, num_valid) < 2:
+            raise ValueError(
+                "from_arrays: a stratified split needs both classes with at least 2 examples "
+                f"and at least 2 training and 2 validation examples, got {smallest} examples "
+                f"in the rarer class and {num_train} / {num_valid} per task"
+            )
+    splits = []
+    for seed in _split_seeds(split_seed, num_tasks).tolist():
+        x_tr, x_va, y_tr, y_va = datasets.split_examples(
+            X, y, num_train, num_valid, seed, stratify=stratify
+        )
+        projection = None if project_to is None else datasets.random_projection(seed, d, F)
+        if standardize:
+            scaler = datasets.fit_scaler(x_tr, projection)
+            x_tr, x_va = (datasets.transform(x, projection, scaler) for x in (x_tr, x_va))
+        elif projection is not None:
+            x_tr, x_va = x_tr @ projection, x_va @ projection
+        splits.append((x_tr, y_tr, x_va, y_va))
+    x_tr, y_tr, x_va, y_va = (np.stack(a).astype(np.float32) for a in zip(*splits, strict=True))
+    x_tr, y_tr = jnp.asarray(x_tr), jnp.asarray(y_tr)
+    if num_train_epochs > 1:
+        seeds = jnp.asarray(_split_seeds(split_seed, num_tasks), jnp.uint32)
+        x_tr, y_tr = _epoch_stream(x_tr, y_tr, seeds, num_epochs=num_train_epochs)
+    info = TaskInfo(
+        eval_type=eval_type,
+        epoch_size=num_train,
+        num_tasks=num_tasks,
+        feature_size=F,
+        num_train_epochs=num_train_epochs,
+    )
+    return TaskSet(x_tr, y_tr, jnp.asarray(x_va), jnp.asarray(y_va)), info

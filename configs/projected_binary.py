@@ -11,6 +11,12 @@ For CIFAR-10 use --dataset=cifar10 --data_dir=<dir with data_batch_1..5>, then
 --config.search_tasks.dataset_name=cifar10 (and the same for select/final tasks, with their
 dataset_dir), F=16, 8000 train and 1000 valid examples as the original. Digits has ~180 images
 per class, so this config uses 250 train and 30 valid examples per task.
+
+For your own examples (a .csv file with the class id 0..9 in the last column, or a .npz file with
+arrays x and y): --dataset=file --data_file=PATH --projected_dim=16 (and the class ids, split
+sizes and output folder you want), then set dataset_name=file and dataset_dir (and the split
+sizes) of search_tasks, select_tasks and final_tasks, e.g. --config.search_tasks.dataset_name=file.
+`azjax.tasks.from_arrays` builds such tasks from arrays in memory, without files.
 """
 
 from azjax.config import default_config, task_config

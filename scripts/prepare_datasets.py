@@ -9,6 +9,11 @@ Examples:
       --class_ids=0,1 --max_data_seed=5
   python scripts/prepare_datasets.py --dataset=cifar10 --data_dir=~/cifar-10-batches-py \
       --output_dir=/tmp/binary_cifar10_data
+  python scripts/prepare_datasets.py --dataset=file --data_file=my_data.csv --class_ids=0,1 \
+      --output_dir=/tmp/binary_my_data --projected_dim=8
+
+--dataset=file reads your own examples: a .csv file (one example per row, the class id 0..9 in
+the last column, an optional header line) or a .npz file (arrays x [n, d] and y [n]).
 """
 
 from __future__ import annotations
@@ -24,11 +29,17 @@ _DATASET = flags.DEFINE_enum(
     "dataset",
     "digits",
     list(datasets.DATASET_NAMES),
-    "Source images: digits (bundled with scikit-learn), mnist (idx files) or cifar10 (python "
-    "batches).",
+    "Source images: digits (bundled with scikit-learn), mnist (idx files), cifar10 (python "
+    "batches) or file (your own .csv or .npz file, --data_file).",
 )
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder with the mnist / cifar10 input files (not needed for digits)."
+)
+_DATA_FILE = flags.DEFINE_string(
+    "data_file",
+    None,
+    "The .csv (features, then the class id in the last column) or .npz (arrays x, y) file for "
+    "--dataset=file.",
 )
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder to write the .npz files to.")
 _CLASS_IDS = flags.DEFINE_list(
@@ -55,7 +66,10 @@ def main(argv):
         _fail(f"unexpected arguments {argv[1:]}")
     if not _OUTPUT_DIR.value:
         _fail("--output_dir is required")
-    if _DATASET.value != "digits" and not _DATA_DIR.value:
+    if _DATASET.value == "file":
+        if not _DATA_FILE.value:
+            _fail("--data_file is required for --dataset=file")
+    elif _DATASET.value != "digits" and not _DATA_DIR.value:
         _fail(f"--data_dir is required for --dataset={_DATASET.value}")
     options = dict(
         dataset_name=_DATASET.value,
@@ -72,7 +86,8 @@ def main(argv):
         _fail(f"--class_ids must be comma-separated integers, got {','.join(_CLASS_IDS.value)}")
     try:
         datasets.check_prepare_options(class_ids=class_ids, **options)  # Before slow reads.
-        data_dir = os.path.expanduser(_DATA_DIR.value) if _DATA_DIR.value else None
+        source = _DATA_FILE.value if _DATASET.value == "file" else _DATA_DIR.value
+        data_dir = os.path.expanduser(source) if source else None
         images, labels = datasets.read_images(_DATASET.value, data_dir)
         written = datasets.prepare_binary_datasets(
             images, labels, out_dir=_OUTPUT_DIR.value, class_ids=class_ids, **options
@@ -81,7 +96,7 @@ def main(argv):
         _fail(str(err))
     print(
         f"wrote {len(written)} files to {_OUTPUT_DIR.value} ({images.shape[0]} {_DATASET.value} "
-        f"images of {images.shape[1]} pixels, projected to {_PROJECTED_DIM.value} dims)"
+        f"examples of {images.shape[1]} features, projected to {_PROJECTED_DIM.value} dims)"
     )
     seeds = f"seed_{_MIN_DATA_SEED.value}..{_MAX_DATA_SEED.value - 1}"
     for f in written:

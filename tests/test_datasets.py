@@ -294,3 +294,91 @@ def test_script_end_to_end(tmp_path):
     bad = _run_script("--dataset=digits", f"--output_dir={out}", "--class_ids=2")
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.strip().count("\n") == 0 and "class_ids" in bad.stderr
+
+
+def test_read_array_file_csv_and_npz(tmp_path):
+    x = np.arange(12.0).reshape(4, 3)
+    y = np.array([0, 1, 1, 0])
+    np.savetxt(tmp_path / "plain.csv", np.column_stack([x, y]), delimiter=",")
+    (tmp_path / "header.csv").write_text("a,b,c,label\n" + (tmp_path / "plain.csv").read_text())
+    np.savez(tmp_path / "arrays.npz", X=x, y=y)
+    for name in ("plain.csv", "header.csv", "arrays.npz"):
+        got_x, got_y = datasets.read_array_file(str(tmp_path / name))
+        np.testing.assert_array_equal(got_x, x)
+        np.testing.assert_array_equal(got_y, y)
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("missing.csv", None, "no such file"),
+        ("data.txt", "1,2\n", "expected a .npz or .csv file"),
+        ("empty.csv", "", "has no examples"),
+        ("words.csv", "a,b\nc,d\n", "not a numeric CSV table"),
+        ("one.csv", "1\n2\n", "at least two columns"),
+        ("nan.csv", "1,nan\n2,1\n", "non-finite"),
+        ("bad.npz", "not a zip", "not a readable .npz file"),
+    ],
+)
+def test_read_array_file_errors(tmp_path, name, content, message):
+    if content is not None:
+        (tmp_path / name).write_text(content)
+    with pytest.raises(ValueError, match=message) as err:
+        datasets.read_array_file(str(tmp_path / name))
+    assert "\n" not in str(err.value) and name in str(err.value)
+
+
+def test_read_array_file_npz_needs_x_and_y(tmp_path):
+    np.savez(tmp_path / "a.npz", features=np.zeros((2, 2)), y=np.zeros(2))
+    with pytest.raises(ValueError, match=r"needs arrays 'x' \(or 'X'\) and 'y'"):
+        datasets.read_array_file(str(tmp_path / "a.npz"))
+    np.savez(tmp_path / "b.npz", x=np.zeros((2, 2)), y=np.zeros(3))
+    with pytest.raises(ValueError, match=r"must be \[n, d\] and \[n\]"):
+        datasets.read_array_file(str(tmp_path / "b.npz"))
+
+
+def test_your_own_file_becomes_projected_binary_tasks(tmp_path):
+    """A CSV of examples -> prepare_datasets.py --dataset=file -> projected_binary tasks."""
+    from azjax import tasks
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 12))
+    y = np.arange(80) % 2
+    np.savetxt(tmp_path / "mine.csv", np.column_stack([x, y]), delimiter=",", header="h")
+    out = tmp_path / "out"
+    result = _run_script(
+        "--dataset=file",
+        f"--data_file={tmp_path / 'mine.csv'}",
+        f"--output_dir={out}",
+        "--class_ids=0,1",
+        "--max_data_seed=2",
+        "--num_train_examples=40",
+        "--num_valid_examples=20",
+        "--num_test_examples=20",
+        "--projected_dim=4",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "wrote 2 files" in result.stdout and "80 file examples of 12 features" in result.stdout
+    spec = tasks.TaskSpec(
+        kind="projected_binary",
+        num_train_examples=40,
+        num_valid_examples=20,
+        feature_size=4,
+        eval_type="accuracy",
+        dataset_dir=str(out),
+        dataset_name="file",
+        positive_class=0,
+        negative_class=1,
+        max_supported_data_seed=2,
+        num_tasks=2,
+    )
+    ts, _ = tasks.make_tasks(spec)
+    assert ts.x_train.shape == (2, 40, 4)
+    # Class 0 (the smaller id) is the positive class, as the original's files.
+    assert np.asarray(ts.y_valid).sum() == 20
+    missing = _run_script("--dataset=file", f"--output_dir={out}")
+    assert missing.returncode == 1 and "--data_file is required" in missing.stderr
+    bad = tmp_path / "bad.csv"
+    bad.write_text("1,2,0.5\n3,4,1\n")
+    with pytest.raises(ValueError, match="class ids must be integers in 0..9"):
+        datasets.read_images("file", str(bad))
