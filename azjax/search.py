@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from azjax import evolution, keys, runtime, scoring, search_eval, vm, wide
@@ -191,7 +192,15 @@ def place(tree, mesh: Mesh | None = None):
     """Puts a state or stacked tasks (leading axis `[E]`) on the mesh, split along E, as
     `runner`'s compiled function takes them (other placements would compile it again)."""
     mesh = runtime.program_mesh() if mesh is None else mesh
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(runtime.PROGRAMS_AXIS)))
+
+    def host(x):  # Through the host: resharding device arrays took seconds on CPU.
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            data = np.asarray(jax.random.key_data(x))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        return np.asarray(x)
+
+    sharding = NamedSharding(mesh, PartitionSpec(runtime.PROGRAMS_AXIS))
+    return jax.device_put(jax.tree.map(host, tree), sharding)
 
 
 def runner(config: SearchConfig, mesh: Mesh | None = None, chunk: int | None = None):
