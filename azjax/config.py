@@ -168,6 +168,23 @@ def _task_spec(cfg, name) -> tasks.TaskSpec:
         raise ConfigError(f"config.{name}: {e}") from e
 
 
+def _fix_frozen(spec: ProgramSpec, initial: str, sizes) -> ProgramSpec:
+    """`spec` with each frozen component's instructions fixed (`ComponentSpec.fixed`): what the
+    initial population holds there, which no mutation changes (empty for RANDOM), so that the VM
+    runs them as straight-line code."""
+    frozen = [c for c in program_lib.COMPONENTS if generator.is_frozen(spec, c)]
+    if not frozen:
+        return spec
+    model = None
+    if initial in generator.DETERMINISTIC_ALGORITHMS:
+        model = generator.INITIAL_ALGORITHMS[initial](None, spec, sizes)
+    fixed = {
+        c: () if model is None else tuple(program_lib.instructions(getattr(model, c)))
+        for c in frozen
+    }
+    return spec.replace(**{c: spec.component(c)._replace(fixed=fixed[c]) for c in frozen})
+
+
 def build(cfg: config_dict.ConfigDict | dict) -> Experiment:
     """Validates a config (see configs/demo.py for every field) into an `Experiment`."""
     cfg = cfg.to_dict() if isinstance(cfg, config_dict.ConfigDict) else dict(cfg)
@@ -214,6 +231,7 @@ def build(cfg: config_dict.ConfigDict | dict) -> Experiment:
                 for c, n in zip(program_lib.COMPONENTS, capacity, strict=True)
             },
         )
+        spec = _fix_frozen(spec, initial, sizes)
         mparams = mutation.MutationParams(
             allowed_mutation_types=tuple(_get(cfg, "allowed_mutation_types")),
             mutate_prob=float(_get(cfg, "mutate_prob")),

@@ -122,13 +122,18 @@ def _flat(programs: Program):
 
 @functools.partial(jax.jit, static_argnames=("spec",))
 def prune(programs: Program, spec: ProgramSpec) -> Program:
-    """`azjax.pruning.prune` (canonicalized) on the device; programs of any leading shape."""
+    """`azjax.pruning.prune` (canonicalized) on the device; programs of any leading shape.
+    Components with fixed instructions (`ComponentSpec.fixed`) stay as they are: the VM runs
+    them whole."""
     flat, unflat = _flat(programs)
     keep = live_instructions(flat, spec)
     code_kept, consts_kept = (jnp.asarray(t) for t in pruning._KEPT[True])
     comps = []
     for c in COMPONENTS:
         comp = getattr(flat, c)
+        if spec.component(c).fixed is not None:  # Run as given (`ComponentSpec.fixed`).
+            comps.append(comp)
+            continue
         row = jnp.where(keep[c], comp.code[..., 0], ops_lib.NUM_OPS)
         comps.append(
             Component(
@@ -142,12 +147,14 @@ def prune(programs: Program, spec: ProgramSpec) -> Program:
 
 def compact(programs: Program, spec: ProgramSpec) -> Program:
     """Moves each component's non-NO_OP instructions to the front (`length` = their count),
-    except in components whose allowed ops include a random op (their draws are keyed by slot).
+    except in components whose allowed ops include a random op (their draws are keyed by slot)
+    and in fixed ones.
     Any leading shape."""
     comps = []
     for c in COMPONENTS:
         comp = getattr(programs, c)
-        if _RANDOM[list(spec.component(c).valid_ops)].any():
+        cs = spec.component(c)
+        if cs.fixed is not None or _RANDOM[list(cs.valid_ops)].any():
             comps.append(comp)
             continue
         live = comp.code[..., 0] != ops_lib.NO_OP

@@ -95,14 +95,18 @@ def evaluate_lanes(
     Ev = tasks.x_valid.shape[-2]
     num_epochs = N // epoch_size
     dtype = tasks.x_train.dtype
-    plans = {c: vm_plan.plan_component(spec, c) for c in program_lib.COMPONENTS}
-    decs = {c: decode_fn(plans[c], getattr(population, c)) for c in program_lib.COMPONENTS}
-    slots = {c: vm_plan.num_live_slots(getattr(population, c)) for c in program_lib.COMPONENTS}
+    fixed = {c: spec.component(c).fixed for c in program_lib.COMPONENTS}
+    run_by_vm = [c for c in program_lib.COMPONENTS if fixed[c] is None]
+    plans = {c: vm_plan.plan_component(spec, c) for c in run_by_vm}
+    decs = {c: decode_fn(plans[c], getattr(population, c)) for c in run_by_vm}
+    slots = {c: vm_plan.num_live_slots(getattr(population, c)) for c in run_by_vm}
     seeds = jnp.asarray(seeds, jnp.uint32).T  # Lanes [T, P] (see azjax.vm).
     lanes = (T, P)
     classify = eval_type == ACCURACY
 
     def run(c, mem, call):
+        if fixed[c] is not None:
+            return vm.run_fixed(fixed[c], mem, seeds=seeds, call=call, feature_size=F)
         return run_fn(
             plans[c], mem, decs[c], seeds=seeds, call=call, feature_size=F, num_slots=slots[c]
         )
@@ -171,11 +175,29 @@ def evaluate_lanes(
     (_, _, steps, best, _), (train_err, valid_err) = jax.lax.scan(
         epoch, init, (split(x_tr), split(y_tr))
     )
-    fitness, steps = best.T, steps.T
+    fitness, steps = jnp.where(holds_fixed(population, spec)[:, None], best.T, jnp.nan), steps.T
     if not record:
         return LaneResult(fitness, None, None, steps)
     to_pt = lambda e: jnp.transpose(e.reshape((-1, T, P)), (2, 1, 0))  # noqa: E731
     return LaneResult(fitness, to_pt(train_err), to_pt(valid_err[0]), steps)
+
+
+def holds_fixed(population: Program, spec: ProgramSpec) -> jax.Array:
+    """bool `[P]`: each program holds exactly the spec's fixed instructions in its frozen
+    components (`ComponentSpec.fixed`; True where there are none). The VM runs the spec's, so
+    `evaluate_lanes` scores the other programs NaN rather than a fitness they do not have."""
+    ok = jnp.ones(program_lib.population_size(population), bool)
+    for c in program_lib.COMPONENTS:
+        instructions = spec.component(c).fixed
+        if instructions is None:
+            continue
+        comp = getattr(population, c)
+        want = program_lib.make_component(instructions, comp.code.shape[-2])
+        same_code = jnp.all(jnp.asarray(comp.code) == want.code, axis=(-2, -1))
+        bits = lambda x: jax.lax.bitcast_convert_type(jnp.asarray(x, jnp.float32), jnp.int32)  # noqa: E731
+        same_consts = jnp.all(bits(comp.consts) == bits(want.consts), axis=(-2, -1))
+        ok = ok & same_code & same_consts
+    return ok
 
 
 def _lanes_examples(a, num_programs, task_ids=None):

@@ -66,11 +66,16 @@ class ComponentSpec(NamedTuple):
     `ops` is what random instructions are drawn from (duplicates raise an op's probability, as in
     the original; empty means the component is frozen: never randomized nor mutated).
     `extra_ops` may appear (e.g. in a hand-written initial model) but are never drawn.
+    `fixed`: for a frozen component, the instructions every program holds there (NO_OP padded
+    to `size`). The VM then runs them as straight-line code with static addresses, computing only
+    the ops they use instead of every allowed op per slot (the nonlinear config's hand-written
+    Predict and Learn), and scores a program holding anything else there NaN.
     """
 
     size: int
     ops: tuple[int, ...] = ()
     extra_ops: tuple[int, ...] = ()
+    fixed: tuple[Instruction, ...] | None = None
 
     @property
     def valid_ops(self) -> tuple[int, ...]:
@@ -105,6 +110,21 @@ class ProgramSpec:
             if cs.size < 1:
                 raise ValueError(f"ProgramSpec.{c}.size must be >= 1, got {cs.size}")
             ops_lib.op_ids(cs.ops + cs.extra_ops)  # Raises on unknown ids.
+            if cs.fixed is not None:
+                self._check_fixed(c, cs)
+
+    def _check_fixed(self, name: str, cs: ComponentSpec) -> None:
+        if cs.ops:
+            raise ValueError(f"ProgramSpec.{name}: fixed instructions need an empty op list")
+        if len(cs.fixed) > cs.size:
+            raise ValueError(f"ProgramSpec.{name}: {len(cs.fixed)} fixed instructions > size")
+        for ins in cs.fixed:
+            op = ops_lib.OPS[ins.op]
+            if ins.op not in cs.valid_ops:
+                raise ValueError(f"ProgramSpec.{name}: fixed op {op.name} is not in its op lists")
+            for kind, addr in ((op.in1, ins.in1), (op.in2, ins.in2), (op.out, ins.out)):
+                if kind != ops_lib.Kind.NONE and not 0 <= addr < self.bank_size(kind):
+                    raise ValueError(f"ProgramSpec.{name}: fixed instruction {ins} out of memory")
 
     def component(self, name: str) -> ComponentSpec:
         return getattr(self, name)

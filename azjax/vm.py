@@ -39,8 +39,8 @@ import numpy as np
 
 from azjax import compaction, rng
 from azjax import ops as ops_lib
-from azjax.kernels import KERNELS, Operands
-from azjax.program import Component, ProgramSpec
+from azjax.kernels import KERNELS, PARTIAL_WRITE_OPS, Operands
+from azjax.program import Component, Instruction, ProgramSpec
 from azjax.vm_plan import (
     BANK,
     CONSTS,
@@ -228,6 +228,51 @@ def run_component(
     init = (mem, pending0, fields[0], at(lists, 0))
     mem, pending, _, _ = jax.lax.fori_loop(0, upper, body, init)
     return _write(plan, mem, *pending)
+
+
+def run_fixed(
+    instructions: tuple[Instruction, ...], mem: Memory, *, seeds, call, feature_size: int
+) -> Memory:
+    """Runs a frozen component's fixed instructions (`ComponentSpec.fixed`) in every lane, as
+    straight-line code: static addresses and only the ops they use, where `run_component` reads
+    by per-lane selects and computes every allowed op. Same semantics, draws and rounding.
+
+    Args: as `run_component` (`mem` of lanes `(T, P)`, `seeds` uint32 `[T, P]`, `call` int32).
+    """
+    banks = [list(bank) for bank in mem]
+    dtype, lanes = mem.scalars[0].dtype, mem.scalars[0].shape
+    # The FMA barrier's -0.0 (`Operands.rounded`), from a value the compiler cannot bound; also
+    # added to the constants (x + -0.0 is x), which XLA would otherwise fold into later ops.
+    zero = jnp.where(jnp.asarray(call) < 0, 0.0, -0.0).astype(dtype)
+    for slot, ins in enumerate(instructions):
+        op = ops_lib.OPS[ins.op]
+        if ins.op == ops_lib.NO_OP:
+            continue
+        reads = {"s": {}, "v": {}, "m": {}}
+        for role, kind, addr in (("a", op.in1, ins.in1), ("b", op.in2, ins.in2)):
+            if kind != Kind.NONE:
+                reads[BANK[kind]][role] = banks[KINDS.index(kind)][addr]
+        out = KINDS.index(op.out)
+        if ins.op in PARTIAL_WRITE_OPS:
+            reads[BANK[op.out]]["o"] = banks[out][ins.out]
+        o = Operands(
+            feature_size=feature_size,
+            s=reads["s"],
+            v=reads["v"],
+            m=reads["m"],
+            c=tuple(jnp.full(lanes, np.float32(c), dtype) + zero for c in _padded(ins.consts)),
+            key=rng.draw_key(seeds, call, slot, xp=jnp) if op.is_random else None,
+            dtype=dtype,
+            ops=ins.op,
+            zero=zero,
+        )
+        if ins.out >= (0 if op.out == Kind.MATRIX else 1):  # s0 and v0 are never written.
+            banks[out][ins.out] = KERNELS[ins.op](o).astype(dtype)
+    return Memory(*(tuple(bank) for bank in banks))
+
+
+def _padded(consts) -> tuple[float, ...]:
+    return tuple(consts) + (0.0,) * (ops_lib.NUM_CONSTS - len(consts))
 
 
 def _shapes_like(plan: ComponentPlan, mem: Memory):

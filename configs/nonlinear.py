@@ -1,7 +1,9 @@
 """Repair a damaged neural net by evolving only Setup (run_integration_test_nonlinear.sh, §9.3).
 
 The initial population is the hand-written 2-layer net with its weight initializations deleted;
-evolution must re-insert Gaussian inits for v2 and m0. Predict and Learn are frozen.
+evolution must re-insert Gaussian inits for v2 and m0. Predict and Learn are frozen: the VM runs
+them as fixed code (`ComponentSpec.fixed`). As the original's script, no FEC; dedupe then reuses
+scores only of deterministic programs, never of those with random-init ops.
 """
 
 from azjax.config import default_config, task_config
@@ -20,6 +22,7 @@ def get_config():
     seeds = dict(param_seeds=(9000,), data_seeds=(19000,))
     c.select_tasks = task_config("teacher", num_train_examples=1000, **seeds)
     c.final_tasks = task_config("teacher", num_train_examples=1000, **seeds)
+    c.fec_num_train_examples = c.fec_num_valid_examples = 0  # The original's script: no FEC.
     c.train_budget = "NEURAL_NET"
     c.initial_population = "DAMAGED_NEURAL_NET"
     c.allowed_mutation_types = (

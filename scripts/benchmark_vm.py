@@ -7,6 +7,12 @@ Two tables, every engine measured in the same run on the same programs and tasks
   2. configurations ("evaluations/s"): the demo (random programs, sizes 10/2/8, 4/3/1 memory) and
      the nonlinear test (NEURAL_NET with one ALTER_PARAM or RANDOMIZE_INSTRUCTION mutation each,
      5/9/2 memory, one teacher task with 1000 train + 100 valid examples).
+  3. paper workloads ("latency against lanes"): the nonlinear configuration as configs/nonlinear.py
+     sets it (Predict and Learn frozen, run as fixed code), the Fig. 5 setup (4/8/2 memory, F = 8,
+     sizes 21/3/9, the 2-layer net's ops, random programs, 1000 + 100 teacher examples) and the S10
+     space (run_baseline.sh: 5/9/2, F = 16, sizes 6/10/22, 8000 + 1000 examples), each at
+     --paper_lanes programs per call: `vm_1dev` is one call on one device (its latency), `vm` as
+     many programs per device on every device.
 Engines: `vm` (azjax.scoring.run_chunked, chunks spread over every CPU device), `vm_1dev` (the
 same on one device), `switch` (the naive lax.switch VM, a smaller population) and `numpy`
 (azjax.reference, one program and task at a time, a few programs).
@@ -26,6 +32,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
@@ -40,6 +47,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
+from azjax import config as config_lib
 from azjax import (
     evaluation,
     generator,
@@ -57,6 +65,15 @@ from azjax.program import ComponentSpec, ProgramSpec
 ENGINES = ("vm", "vm_1dev", "switch", "numpy")
 OP_SETS = {"demo": ops.DEMO_OPS, "full": ops.ALL_OPS}
 CONFIGS = ("demo", "nonlinear")
+PAPER = ("nonlinear", "fig5", "s10")
+# Fig. 5's search space (the paper's Learn lists the matrix update as OP40; the code's net and
+# run_baseline.sh use MATRIX_SUM, 39) and run_baseline.sh's (the S10 baseline).
+FIG5_OPS = dict(setup=(56, 63, 64), predict=(27, 31, 48), learn=(2, 3, 16, 18, 23, 25, 28, 39))
+S10_OPS = dict(
+    setup=(56, 59, 60, 61, 62, 63, 64),
+    predict=(1, 23, 27, 31, 48),
+    learn=(1, 2, 3, 16, 18, 23, 25, 28, 39),
+)
 _PROBE_MARK = "BENCHMARK_VM_PROBE "
 PROBE_HASH_SEED = "0"
 
@@ -70,6 +87,11 @@ _REFERENCE_PROGRAMS = flags.DEFINE_integer(
 _NUM_REPEATS = flags.DEFINE_integer("num_repeats", 3, "Timed calls after the warm-up call.")
 _OP_SETS = flags.DEFINE_list("op_sets", "demo,full", f"Op sets of table 1, from {list(OP_SETS)}.")
 _CONFIGS = flags.DEFINE_list("configs", "demo,nonlinear", f"Table 2 configurations {CONFIGS}.")
+_PAPER = flags.DEFINE_list("paper", ",".join(PAPER), f"Paper workloads of table 3, from {PAPER}.")
+_PAPER_LANES = flags.DEFINE_list("paper_lanes", "32,128,512,2048", "Table 3 programs per call.")
+_PAPER_TRAIN = flags.DEFINE_list(
+    "paper_num_train", "1000,1000,8000", "Train examples of the nonlinear, fig5 and s10 rows."
+)
 _ENGINES = flags.DEFINE_list("engines", ",".join(ENGINES), f"Engines, from {ENGINES}.")
 _OUTPUT = flags.DEFINE_string("output", "workdir/benchmark_vm.json", "JSON file to write.")
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes (smoke test); explicit flags still win.")
@@ -96,12 +118,12 @@ _PROBE_DATA = flags.DEFINE_string("probe_data", None, "Internal: the probe's pro
 _QUICK_VALUES = dict(
     population_size=16, switch_population_size=4, reference_programs=2, num_repeats=1,
     chunk_size=8, num_tasks=2, num_train=10, num_valid=10, nonlinear_num_train=20,
-    nonlinear_num_valid=10,
+    nonlinear_num_valid=10, paper_lanes=["4", "8"], paper_num_train=["20", "20", "20"],
 )
 _FORWARDED = (  # The flags a probe subprocess needs to rebuild a workload.
     _POPULATION, _SWITCH_POPULATION, _REFERENCE_PROGRAMS, _NUM_REPEATS, _QUICK, _CHUNK_SIZE,
     _NUM_TASKS, _NUM_TRAIN, _NUM_VALID, _NONLINEAR_TRAIN, _NONLINEAR_VALID, _OP_SET_SIZES,
-    _DEMO_MEMORY, _FULL_MEMORY, _SEED,
+    _DEMO_MEMORY, _FULL_MEMORY, _SEED, _PAPER_TRAIN,
 )
 # fmt: on
 
@@ -115,7 +137,7 @@ def _value(holder):
 
 def _ints(holder, n: int) -> tuple[int, ...]:
     try:
-        values = tuple(int(v) for v in holder.value)
+        values = tuple(int(v) for v in _value(holder))
     except ValueError:
         values = ()
     if len(values) != n or min(values) < 1:
@@ -127,22 +149,28 @@ class Workload(NamedTuple):
     """One benchmarked configuration: programs of `spec` (initial sizes) on one task spec."""
 
     name: str
-    table: str  # "op_sets" or "configs".
+    table: str  # "op_sets", "configs" or "paper".
     spec: ProgramSpec
     task_spec: tasks.TaskSpec
-    programs: str  # "RANDOM" or "NEURAL_NET+mutation".
+    programs: str  # "RANDOM", or an initial algorithm mutated once: "NAME+mutation".
     sizes: tuple[int, int, int]
+    mutation: mutation.MutationParams | None = None  # What made "NAME+mutation" programs.
 
     @property
     def instructions_per_task(self) -> int:
-        """n_setup + epochs * (E * (n_predict + n_learn) + Ev * n_predict)."""
-        s, p, l = self.sizes
+        """n_setup + epochs * (E * (n_predict + n_learn) + Ev * n_predict), n_c the slots of
+        component c (a fixed component's: its instructions)."""
+        s, p, l = (
+            self.sizes[i] if cs.fixed is None else len(cs.fixed)
+            for i, cs in enumerate(self.spec.component(c) for c in program_lib.COMPONENTS)
+        )
         t = self.task_spec
         return s + t.num_train_epochs * (t.num_train_examples * (p + l) + t.num_valid_examples * p)
 
 
 def make_workload(table: str, name: str) -> Workload:
-    """The workload `name` of table "op_sets" (demo / full) or "configs" (demo / nonlinear)."""
+    """The workload `name` of table "op_sets" (demo / full), "configs" (demo / nonlinear) or
+    "paper" (nonlinear / fig5 / s10)."""
     linear = tasks.TaskSpec(
         kind="linear",
         num_train_examples=_value(_NUM_TRAIN),
@@ -163,29 +191,56 @@ def make_workload(table: str, name: str) -> Workload:
         spec = ProgramSpec()  # The demo's: 4/3/1 memory, sizes 10/2/8, the demo op set.
         sizes = tuple(spec.component(c).size for c in program_lib.COMPONENTS)
         return Workload("demo config", table, spec, linear, "RANDOM", sizes)
-    # The nonlinear test (docs/ops.md) evolves Setup over the two Gaussian inits; here
-    # Predict and Learn may also change, within the NEURAL_NET's own ops.
-    roomy = ProgramSpec(5, 9, 2, *(ComponentSpec(32) for _ in program_lib.COMPONENTS))
-    nn = generator.neural_net_algorithm(roomy, (0, 0, 0))  # Unpadded: lengths = its sizes.
-    used = generator.required_ops(nn)
-    setup_ops = ops.op_ids(["VECTOR_GAUSSIAN_SET", "MATRIX_GAUSSIAN_SET"])
-    sizes = tuple(int(getattr(nn, c).length) for c in program_lib.COMPONENTS)
-    spec = ProgramSpec(
-        5,
-        9,
-        2,
-        setup=ComponentSpec(sizes[0], setup_ops, tuple(sorted(used["setup"] - set(setup_ops)))),
-        predict=ComponentSpec(sizes[1], tuple(sorted(used["predict"]))),
-        learn=ComponentSpec(sizes[2], tuple(sorted(used["learn"]))),
-    )
-    teacher = tasks.TaskSpec(
-        kind="teacher",
-        num_train_examples=_value(_NONLINEAR_TRAIN),
+    if table == "paper" and name != "nonlinear":
+        return _paper_workload(name)
+    # The nonlinear test as configs/nonlinear.py sets it: Setup evolves over the two Gaussian
+    # inits; Predict and Learn are the net's, frozen (fixed code).
+    exp = config_lib.build(_config_file("nonlinear"))
+    train = _ints(_PAPER_TRAIN, 3)[0] if table == "paper" else _value(_NONLINEAR_TRAIN)
+    teacher = dataclasses.replace(
+        exp.search_tasks,
+        num_train_examples=train,
         num_valid_examples=_value(_NONLINEAR_VALID),
-        feature_size=4,
-        num_tasks=1,
     )
-    return Workload("nonlinear config", table, spec, teacher, "NEURAL_NET+mutation", sizes)
+    programs = "DAMAGED_NEURAL_NET+mutation"
+    label = "nonlinear config" if table == "configs" else "nonlinear"
+    return Workload(
+        label,
+        table,
+        exp.search.evolution.spec,
+        teacher,
+        programs,
+        exp.search.evolution.sizes,
+        exp.search.evolution.mutation,
+    )
+
+
+def _config_file(name: str):
+    """`get_config()` of configs/NAME.py."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", f"{name}.py")
+    module_spec = importlib.util.spec_from_file_location(f"{name}_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def _paper_workload(name: str) -> Workload:
+    """Fig. 5 or S10: random programs of the paper's search space on teacher tasks."""
+    F, memory, sizes, ops_lists, train, valid = {
+        "fig5": (8, (4, 8, 2), (21, 3, 9), FIG5_OPS, _ints(_PAPER_TRAIN, 3)[1], 100),
+        "s10": (16, (5, 9, 2), (6, 10, 22), S10_OPS, _ints(_PAPER_TRAIN, 3)[2], 1000),
+    }[name]
+    if _QUICK.value:
+        valid = 10
+    comps = {
+        c: ComponentSpec(n, ops_lists[c])
+        for c, n in zip(program_lib.COMPONENTS, sizes, strict=True)
+    }
+    spec = ProgramSpec(*memory, **comps)
+    teacher = tasks.TaskSpec(
+        kind="teacher", num_train_examples=train, num_valid_examples=valid, feature_size=F
+    )
+    return Workload(name, "paper", spec, teacher, "RANDOM", sizes)
 
 
 def make_population(key: jax.Array, w: Workload, size: int) -> program_lib.Program:
@@ -194,10 +249,10 @@ def make_population(key: jax.Array, w: Workload, size: int) -> program_lib.Progr
     if w.programs == "RANDOM":
         pop = generator.make_initial_population(key_init, "RANDOM", w.spec, w.sizes, size)
     else:
-        parents = generator.make_initial_population(key_init, "NEURAL_NET", w.spec, w.sizes, size)
-        params = mutation.MutationParams(("ALTER_PARAM", "RANDOMIZE_INSTRUCTION"), mutate_prob=1.0)
+        initial = w.programs.split("+")[0]
+        parents = generator.make_initial_population(key_init, initial, w.spec, w.sizes, size)
         mutate = jax.jit(mutation.mutate_batch, static_argnums=(2, 3))
-        pop = mutate(key_mutate, parents, w.spec, params)
+        pop = mutate(key_mutate, parents, w.spec, w.mutation)
     return jax.tree.map(np.asarray, pop)
 
 
@@ -420,6 +475,12 @@ _COLUMNS = [  # (header, row key, format spec)
     ("task-evals/s", "task_evals_per_s", ",.0f"), ("M instr/s", "minstr_per_s", ",.2f"),
     ("vs vm", "ratio_to_vm", ".3f"),
 ]
+_PAPER_COLUMNS = [
+    ("workload", "workload", "s"), ("engine", "engine", "s"), ("dev", "devices", "d"),
+    ("P/call/dev", "lanes", "d"), ("T", "num_tasks", "d"), ("compile s", "compile_s", ".2f"),
+    ("s/call", "median_s", ".4f"), ("evals/s", "candidates_per_s", ",.0f"),
+    ("M instr/s", "minstr_per_s", ",.1f"),
+]
 _COMPILE_COLUMNS = [
     ("workload", "workload", "s"), ("engine", "engine", "s"), ("dev", "devices", "d"),
     ("cold compile s", "cold_compile_s", ".2f"), ("cold 1st call s", "cold_first_call_s", ".2f"),
@@ -437,9 +498,9 @@ vs vm: cand/s relative to the `vm` row of the same workload."""
 
 def _finish_rows(rows: list[dict]) -> None:
     """Adds the ratio to `vm` and the fitness difference to `vm` on shared lanes; drops fitness."""
-    vm = {r["workload"]: r for r in rows if r["engine"] == "vm"}
+    vm = {(r["workload"], r.get("lanes")): r for r in rows if r["engine"] == "vm"}
     for r in rows:
-        base = vm.get(r["workload"])
+        base = vm.get((r["workload"], r.get("lanes")))
         r["minstr_per_s"] = r["instructions_per_s"] / 1e6
         r["ratio_to_vm"] = r["candidates_per_s"] / base["candidates_per_s"] if base else None
         diff = np.abs(r["fitness"] - base["fitness"][: len(r["fitness"])]) if base else None
@@ -458,6 +519,8 @@ def settings() -> dict:
         engines=_ENGINES.value,
         op_sets=_OP_SETS.value,
         configs=_CONFIGS.value,
+        paper=_PAPER.value,
+        paper_lanes=_ints(_PAPER_LANES, len(_value(_PAPER_LANES))),
         compile_probes=_COMPILE_PROBES.value,
     )
     return out
@@ -489,6 +552,17 @@ def run_benchmark() -> dict:
             print(f"{w.name:>16} {engine:>8}: {rows[-1]['median_s']:.3f} s/call", flush=True)
         if _COMPILE_PROBES.value and "vm" in _ENGINES.value:
             probes.append(compile_probes(w, d))
+    for name in _PAPER.value:
+        w = make_workload("paper", name)
+        workloads.append(w)
+        for lanes in _ints(_PAPER_LANES, len(_value(_PAPER_LANES))):
+            d = make_data(w, lanes * jax.device_count())._replace(chunk_size=lanes)
+            one = d._replace(
+                population=program_lib.index(d.population, np.arange(lanes)), seeds=d.seeds[:lanes]
+            )
+            for engine, data in (("vm_1dev", one), ("vm", d)):
+                rows.append(dict(measure(engine, w, data, log), lanes=lanes))
+                print(f"{name:>16} {engine:>8} P={lanes}: {rows[-1]['median_s']:.3f} s/call")
     _finish_rows(rows)
     facts["load_average_after"] = list(os.getloadavg())
     return dict(
@@ -508,13 +582,14 @@ def report(result: dict) -> str:
         f"{m['cpu_model']} x{m['cpu_count']}, {m['device_count']} CPU devices, "
         f"jax {m['jax_version']}, load average {before:.2f} before, {after:.2f} after"
     ]
-    for table, title in (
-        ("op_sets", "Op sets: candidates/s (random programs)"),
-        ("configs", "Configurations: evaluations/s"),
+    for table, title, columns in (
+        ("op_sets", "Op sets: candidates/s (random programs)", _COLUMNS),
+        ("configs", "Configurations: evaluations/s", _COLUMNS),
+        ("paper", "Paper workloads: evaluations/s and latency against lanes", _PAPER_COLUMNS),
     ):
         rows = [r for r in result["rows"] if r["table"] == table]
         if rows:
-            parts.append(format_table(title, rows, _COLUMNS))
+            parts.append(format_table(title, rows, columns))
     if result["compile"]:
         flat = [
             dict(p, **{f"{k}_{f}": v for k in ("cold", "cached") for f, v in p[k].items()})
@@ -528,7 +603,12 @@ def report(result: dict) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    for holder, allowed in ((_ENGINES, ENGINES), (_OP_SETS, tuple(OP_SETS)), (_CONFIGS, CONFIGS)):
+    for holder, allowed in (
+        (_ENGINES, ENGINES),
+        (_OP_SETS, tuple(OP_SETS)),
+        (_CONFIGS, CONFIGS),
+        (_PAPER, PAPER),
+    ):
         bad = sorted(set(holder.value) - set(allowed))
         if bad:
             raise app.UsageError(f"--{holder.name}: unknown {bad}; expected some of {allowed}")

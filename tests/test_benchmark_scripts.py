@@ -25,7 +25,9 @@ def quick_run(
 ):  # About a minute on the 2-core machine: the tests using it are slow.
     """One workload per table (the demo op set; the nonlinear config), every engine, probes on."""
     out = tmp_path_factory.mktemp("bench") / "sub" / "bench.json"  # The script makes "sub".
-    proc = _run("--quick", "--op_sets=demo", "--configs=nonlinear", f"--output={out}")
+    proc = _run(
+        "--quick", "--op_sets=demo", "--configs=nonlinear", "--paper=fig5", f"--output={out}"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(out) as f:
         return json.load(f), proc.stdout
@@ -37,8 +39,10 @@ def test_rows_cover_every_workload_and_engine(quick_run):
     got = [(r["table"], r["workload"], r["engine"]) for r in result["rows"]]
     want = [("op_sets", "demo ops", e) for e in ENGINES]
     want += [("configs", "nonlinear config", e) for e in ENGINES]
+    want += [("paper", "fig5", e) for _ in (4, 8) for e in ("vm_1dev", "vm")]
     assert got == want
-    assert set(result["workloads"]) == {"demo ops", "nonlinear config"}
+    assert [r.get("lanes") for r in result["rows"] if r["table"] == "paper"] == [4, 4, 8, 8]
+    assert set(result["workloads"]) == {"demo ops", "nonlinear config", "fig5"}
 
 
 @pytest.mark.slow
@@ -75,7 +79,10 @@ def test_workloads_describe_the_configurations(quick_run):
     # 10 + 10 * (10 + 10) + 10 * 10 with --quick's 10 train + 10 valid examples.
     assert demo["instructions_per_task"] == 310
     assert nonlinear["memory"] == [5, 9, 2] and nonlinear["tasks"]["kind"] == "teacher"
-    assert nonlinear["programs"] == "NEURAL_NET+mutation"
+    assert nonlinear["programs"] == "DAMAGED_NEURAL_NET+mutation"
+    fig5 = result["workloads"]["fig5"]
+    assert fig5["memory"] == [4, 8, 2] and fig5["sizes"] == [21, 3, 9]
+    assert fig5["tasks"]["feature_size"] == 8
 
 
 @pytest.mark.slow
@@ -94,7 +101,8 @@ def test_machine_facts_and_printed_tables(quick_run):
     m = result["machine"]
     assert m["device_count"] == len(m["devices"]) >= 1 and m["cpu_count"] >= 1
     assert m["jax_version"] and len(m["load_average_before"]) == 3
-    for title in ("Op sets: candidates/s", "Configurations: evaluations/s", "Compile of `vm`"):
+    titles = ("Op sets: candidates/s", "Configurations: evaluations/s", "Paper workloads")
+    for title in titles + ("Compile of `vm`",):
         assert title in stdout
     assert "nonlinear config" in stdout
 

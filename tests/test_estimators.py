@@ -67,6 +67,7 @@ def test_same_random_state_same_program(data):
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
 
 
+@pytest.mark.slow  # A second search compile (accuracy tasks): about 30 s on 2 cores.
 def test_classifier_labels_probabilities_and_projection(data):
     X, y = data
     labels = np.where(y > np.median(y), "high", "low")
@@ -159,7 +160,9 @@ def _params():
         # without SCIPY_ARRAY_API, pandas inputs without pandas) with a SkipTestWarning.
         for estimator, check in estimator_checks_generator(cls(**TINY), legacy=True):
             name = _name(check)
-            marks = [] if name in FAST_CHECKS else [pytest.mark.slow]
+            # The classifier's compiles (accuracy tasks) are slow tests; its fit/predict test too.
+            fast = name in FAST_CHECKS and cls is AutoMLZeroRegressor
+            marks = [] if fast else [pytest.mark.slow]
             yield pytest.param(estimator, check, id=f"{cls.__name__}-{name}", marks=marks)
 
 

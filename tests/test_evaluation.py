@@ -253,7 +253,10 @@ def assert_records_match_fec_errors(population, taskset, info, seeds, spec, resu
 # VM == reference on random programs.
 
 
-@pytest.mark.parametrize("kind, pop_seed", [("linear", 0), ("teacher", 1), ("projected_binary", 2)])
+@pytest.mark.parametrize(
+    "kind, pop_seed",
+    [("linear", 0), ("teacher", 1), pytest.param("projected_binary", 2, marks=pytest.mark.slow)],
+)
 def test_random_programs_score_as_the_reference(kind, pop_seed, digits_dir):
     """96 random programs x 2 tasks x 2 epochs per kind: fitness and FEC records."""
     population = rich_population(pop_seed)

@@ -183,7 +183,7 @@ def _assert_same_run(result, workdir, reference):
     "extra",
     [
         pytest.param({}, marks=pytest.mark.slow, id="sequential"),
-        pytest.param(PARALLEL, id="parallel"),
+        pytest.param(PARALLEL, marks=pytest.mark.slow, id="parallel"),
     ],
 )
 def test_run_writes_outputs_and_kill_resume_is_exact(tmp_path, extra):
@@ -213,7 +213,7 @@ def test_run_writes_outputs_and_kill_resume_is_exact(tmp_path, extra):
 
 @pytest.mark.parametrize(
     "signum",
-    [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],
+    [pytest.param(s, marks=pytest.mark.slow) for s in (signal.SIGINT, signal.SIGTERM)],
     ids=["SIGINT", "SIGTERM"],
 )
 def test_ctrl_c_and_sigterm_save_and_exit_130_then_resume_exactly(tmp_path, signum):
@@ -228,6 +228,7 @@ def test_ctrl_c_and_sigterm_save_and_exit_130_then_resume_exactly(tmp_path, sign
     _assert_same_run(_resume(work, PARALLEL), work, _reference(tuple(PARALLEL.items())))
 
 
+@pytest.mark.slow
 def test_stale_temporaries_are_removed_and_op_names_resume_ids(tmp_path):
     work = tmp_path / "w"
     _, ref_dir, _ = _reference(tuple(PARALLEL.items()))
@@ -280,6 +281,7 @@ def _experiment_events(workdir):
     )
 
 
+@pytest.mark.slow
 def test_parallel_experiments_are_the_experiments_run_one_by_one(tmp_path):
     """Three experiments, one at a time or two at a time (merged VM calls, a slot refilled):
     each experiment's search, candidate and select score are the same, and so is the result."""

@@ -189,6 +189,7 @@ def test_linear_regression_by_gd_exports(name):
     assert np.sqrt(np.mean((predictions - y) ** 2)) < 0.1 * np.std(y)  # It learned the task.
 
 
+@pytest.mark.slow
 def test_neural_net_regression_exports():
     program = generator.neural_net_algorithm(NN_SPEC, (3, 5, 11))
     check_exports(program, NN_SPEC, "teacher")

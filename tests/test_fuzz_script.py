@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from azjax import ops
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -14,6 +16,7 @@ TINY = ["--num_programs=200", "--chunk_size=200", "--reference_sample=10", "--nu
 TINY += ["--num_train=4", "--num_valid=4", "--sizes=2,2,2", "--capacity=3", "--progress=false"]
 
 
+@pytest.mark.slow  # The script's compiles in a subprocess: about 20 s.
 def test_fuzz_runs_a_few_hundred_programs_cleanly(tmp_path):
     out = tmp_path / "fuzz.json"
     cache = f"--cache_dir={os.path.join(ROOT, '.jax_cache')}"

@@ -52,6 +52,7 @@ def _images(nb) -> int:
     )
 
 
+@pytest.mark.slow  # A kernel and a search each: about 30 s on 2 cores.
 def test_quickstart_searches_plots_and_exports(monkeypatch):
     nb, got = _run(
         "00_quickstart.ipynb",
@@ -65,6 +66,7 @@ def test_quickstart_searches_plots_and_exports(monkeypatch):
     assert _images(nb) == 1
 
 
+@pytest.mark.slow  # A kernel and a search each: about 30 s on 2 cores.
 def test_your_data_beats_the_mean_and_compares_with_baselines(monkeypatch):
     nb, got = _run("01_your_data.ipynb", "results", monkeypatch)
     assert set(got) == {"AutoMLZeroRegressor", "LinearRegression", "MLP (optax)", "mean of y_train"}
@@ -73,6 +75,7 @@ def test_your_data_beats_the_mean_and_compares_with_baselines(monkeypatch):
     assert _images(nb) == 2
 
 
+@pytest.mark.slow  # A kernel and a search each: about 30 s on 2 cores.
 def test_inspect_a_run_plots_and_traces_the_winner(monkeypatch):
     nb, got = _run(
         "02_inspect_a_run.ipynb",

@@ -5,6 +5,7 @@ import functools
 
 import jax
 import numpy as np
+import pytest
 from test_experiment import _tiny_config
 
 from azjax import config as config_lib
@@ -81,6 +82,7 @@ def test_one_compile_for_any_number_of_running_experiments():
     assert compiles.count <= 1  # 0 when an earlier test compiled it.
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_the_number_of_devices():
     assert len(jax.devices()) >= 2, "conftest asks for two CPU devices"
     results = []
