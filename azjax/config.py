@@ -30,6 +30,9 @@ class ConfigError(ValueError):
     """An invalid experiment configuration; the message names the field."""
 
 
+_PLACEHOLDERS = dict(dataset_dir=str, dataset_name=str, positive_class=int, negative_class=int)
+
+
 def task_config(
     kind: str,
     *,
@@ -40,9 +43,12 @@ def task_config(
     eval_type="rms",
     **fields,
 ) -> config_dict.ConfigDict:
-    """A task collection's config: the fields of `azjax.tasks.TaskSpec`."""
+    """A task collection's config: the fields of `azjax.tasks.TaskSpec`. Its None defaults
+    are typed placeholders, so that flags can set them (`--config.search_tasks.dataset_dir=...`)."""
     cfg = {
-        f.name: f.default
+        f.name: config_dict.placeholder(_PLACEHOLDERS[f.name])
+        if f.name in _PLACEHOLDERS
+        else f.default
         for f in dataclasses.fields(tasks.TaskSpec)
         if f.default is not dataclasses.MISSING
     }

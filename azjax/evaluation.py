@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from azjax import kernels, rng, vm, vm_plan
+from azjax import ops as ops_lib
 from azjax import program as program_lib
 from azjax.program import Program, ProgramSpec
 from azjax.tasks import TaskSet
@@ -175,28 +176,38 @@ def evaluate_lanes(
     (_, _, steps, best, _), (train_err, valid_err) = jax.lax.scan(
         epoch, init, (split(x_tr), split(y_tr))
     )
-    fitness, steps = jnp.where(holds_fixed(population, spec)[:, None], best.T, jnp.nan), steps.T
+    fitness, steps = jnp.where(in_spec(population, spec)[:, None], best.T, jnp.nan), steps.T
     if not record:
         return LaneResult(fitness, None, None, steps)
     to_pt = lambda e: jnp.transpose(e.reshape((-1, T, P)), (2, 1, 0))  # noqa: E731
     return LaneResult(fitness, to_pt(train_err), to_pt(valid_err[0]), steps)
 
 
-def holds_fixed(population: Program, spec: ProgramSpec) -> jax.Array:
-    """bool `[P]`: each program holds exactly the spec's fixed instructions in its frozen
-    components (`ComponentSpec.fixed`; True where there are none). The VM runs the spec's, so
-    `evaluate_lanes` scores the other programs NaN rather than a fitness they do not have."""
+def in_spec(population: Program, spec: ProgramSpec) -> jax.Array:
+    """bool `[P]`: each program is one the VM runs as the reference does: every op allowed in
+    its component (the VM computes only those), every address inside the spec's memory (the VM
+    clips), and the spec's fixed instructions in its frozen components (`ComponentSpec.fixed`;
+    the VM runs the spec's). `evaluate_lanes` scores the other programs NaN, never a fitness
+    that is not theirs; the search treats NaN as the worst fitness. Cheap: table lookups."""
+    sizes = np.array([0, spec.num_scalars, spec.num_vectors, spec.num_matrices], np.int32)
+    kinds = np.array([(op.in1, op.in2, op.out) for op in ops_lib.OPS], np.int32)
     ok = jnp.ones(program_lib.population_size(population), bool)
     for c in program_lib.COMPONENTS:
-        instructions = spec.component(c).fixed
-        if instructions is None:
-            continue
-        comp = getattr(population, c)
-        want = program_lib.make_component(instructions, comp.code.shape[-2])
-        same_code = jnp.all(jnp.asarray(comp.code) == want.code, axis=(-2, -1))
-        bits = lambda x: jax.lax.bitcast_convert_type(jnp.asarray(x, jnp.float32), jnp.int32)  # noqa: E731
-        same_consts = jnp.all(bits(comp.consts) == bits(want.consts), axis=(-2, -1))
-        ok = ok & same_code & same_consts
+        cs = spec.component(c)
+        code = jnp.asarray(getattr(population, c).code)
+        allowed = np.zeros(ops_lib.NUM_OPS + 1, bool)  # The last row: ids out of range.
+        allowed[list(cs.valid_ops)] = True
+        op = jnp.where((code[..., 0] >= 0) & (code[..., 0] < ops_lib.NUM_OPS), code[..., 0], -1)
+        kind = jnp.asarray(kinds)[op]  # [P, L, 3]; op -1 is refused below anyway.
+        addr = code[..., 1:]
+        fits = (kind == 0) | ((addr >= 0) & (addr < jnp.asarray(sizes)[kind]))
+        ok = ok & jnp.all(jnp.asarray(allowed)[op] & jnp.all(fits, -1), -1)
+        if cs.fixed is not None:
+            comp = getattr(population, c)
+            want = program_lib.make_component(cs.fixed, code.shape[-2])
+            bits = lambda x: jax.lax.bitcast_convert_type(jnp.asarray(x, jnp.float32), jnp.int32)  # noqa: E731
+            same = jnp.all(code == want.code, axis=(-2, -1))
+            ok = ok & same & jnp.all(bits(comp.consts) == bits(want.consts), axis=(-2, -1))
     return ok
 
 

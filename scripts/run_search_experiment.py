@@ -15,7 +15,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from azjax import checkpoint, config, experiment, runtime
+from azjax import checkpoint, config, datasets, experiment, runtime
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -60,7 +60,7 @@ def main(argv):
         bar = sys.stdout.isatty() if _PROGRESS_BAR.value is None else _PROGRESS_BAR.value
         log = print if bar else lambda line: print(line, flush=True)  # print: above the bar.
         experiment.run(exp, workdir=workdir, log=log, progress_bar=bar)
-    except checkpoint.CheckpointError as e:
+    except (checkpoint.CheckpointError, datasets.DatasetError) as e:
         _fail(str(e))
     except experiment.Interrupted as e:
         print(f"run_search_experiment.py: {e}", file=sys.stderr)

@@ -321,6 +321,23 @@ def test_linear_algorithm_solves_the_demo_tasks():
     assert 0.3 < fitness[1].mean() < 0.99  # lr 0.01: learning, but not there in 100 steps.
 
 
+def test_programs_outside_the_spec_score_nan_not_a_wrong_fitness():
+    """An op missing from its component's list (the VM would not compute it) or an address past
+    the memory (the VM would clip it) scores NaN; the other lanes are untouched."""
+    sin = ops.op_ids(["SCALAR_SIN_OP"])[0]
+    good = linear()
+    outside_op = good._replace(
+        predict=program_lib.make_component([I(sin, 1, 0, 1)], SPEC_LIN.predict.size)
+    )
+    code = np.array(good.learn.code)
+    code[0, 3] = 7  # An output scalar address past the spec's 4.
+    outside_memory = good._replace(learn=good.learn._replace(code=code))
+    population = program_lib.stack([good, outside_op, outside_memory])
+    np.testing.assert_array_equal(evaluation.in_spec(population, SPEC_LIN), [True, False, False])
+    fitness = run_lin([good, outside_op, outside_memory])
+    assert fitness[0].min() > 0.9999 and np.isnan(fitness[1:]).all()
+
+
 @pytest.mark.parametrize("poison", sorted(POISON))
 def test_nan_inf_programs_score_zero_without_affecting_other_lanes(poison):
     clean = run_lin([linear(), linear(0.05)])

@@ -118,6 +118,17 @@ def test_script_reports_bad_flags_in_one_line(tmp_path):
         proc = _run(tmp_path / "w", flag, check=False)
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
+    # A dataset file that is not there (read when the tasks are made, after the config).
+    proc = _run(
+        tmp_path / "w",
+        "--config.search_tasks.kind=projected_binary",
+        f"--config.search_tasks.dataset_dir={tmp_path}",
+        "--config.search_tasks.dataset_name=digits",
+        "--config.search_tasks.eval_type=accuracy",
+        check=False,
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "no such dataset file" in lines[0], lines
     readonly = tmp_path / "file"
     readonly.write_text("a file, not a directory")
     proc = _run(readonly / "w", check=False)

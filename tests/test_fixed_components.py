@@ -109,9 +109,7 @@ def test_a_program_that_does_not_hold_the_fixed_code_scores_nan():
     consts = population.learn.consts.copy()
     consts[2, 0, 0] += 1.0  # Program 2's Learn differs in one constant.
     population = population._replace(learn=population.learn._replace(consts=consts))
-    np.testing.assert_array_equal(
-        evaluation.holds_fixed(population, spec), [True, True, False, True]
-    )
+    np.testing.assert_array_equal(evaluation.in_spec(population, spec), [True, True, False, True])
     task_spec = tasks.TaskSpec(kind="linear", num_train_examples=4, num_valid_examples=4)
     taskset, info = tasks.make_tasks(task_spec)
     seeds = evaluation.lane_seeds(jax.random.key(0), 4, info.num_tasks)
@@ -130,7 +128,7 @@ def test_the_nonlinear_config_fixes_predict_and_learn_and_pruning_keeps_them():
     pruned = device_pruning.compact(device_pruning.prune(batch, spec), spec)
     for c in ("predict", "learn"):
         np.testing.assert_array_equal(getattr(pruned, c).code, getattr(batch, c).code)
-    assert bool(evaluation.holds_fixed(pruned, spec)[0])
+    assert bool(evaluation.in_spec(pruned, spec)[0])
 
 
 def test_fixed_instructions_are_validated():
