@@ -120,7 +120,7 @@ def default_config() -> config_dict.ConfigDict:
     # CPU core): a multiple of the device count uses them all. See azjax/experiment.py.
     c.parallel_experiments = 1
     # Output and runtime.
-    c.progress_every = 10000
+    c.progress_every = 10000  # Individuals per running experiment between progress lines.
     c.checkpoint_every_secs = 30.0
     c.chunk_size = 64  # Programs per device and full-evaluation VM call (search_eval).
     return c

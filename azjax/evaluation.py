@@ -46,12 +46,16 @@ class LaneResult(NamedTuple):
 
     train_steps: training steps executed, as the original counts them (docs/ops.md: the
     step that triggers an early stop counts, the ones after it do not).
+    valid_predictions: `[P, T, Ev]`, when asked for: s1 on each validation example after the
+    last epoch (after the sigmoid for classification), NaN in lanes that stopped early: the
+    evolved algorithm's predictions on data it did not train on.
     """
 
     fitness: jax.Array
     train_errors: jax.Array | None
     valid_errors: jax.Array | None
     train_steps: jax.Array | None = None
+    valid_predictions: jax.Array | None = None
 
 
 def flip_and_squash(rmse):
@@ -62,7 +66,15 @@ def flip_and_squash(rmse):
 
 @functools.partial(
     jax.jit,
-    static_argnames=("spec", "eval_type", "epoch_size", "max_abs_error", "record", "engine"),
+    static_argnames=(
+        "spec",
+        "eval_type",
+        "epoch_size",
+        "max_abs_error",
+        "record",
+        "predictions",
+        "engine",
+    ),
 )
 def evaluate_lanes(
     population: Program,
@@ -75,6 +87,7 @@ def evaluate_lanes(
     epoch_size: int,
     max_abs_error: float = MAX_ABS_ERROR,
     record: bool = False,
+    predictions: bool = False,
     engine: Engine = VM,
 ) -> LaneResult:
     """Scores every program of `population` (`[P]`) on every task of `tasks` (`[T]`).
@@ -87,6 +100,7 @@ def evaluate_lanes(
       epoch_size: unique training examples per epoch; `tasks.x_train` holds `N` = epochs x that.
       record: also return |y - s1| after each training Predict and each first-epoch validation
         Predict (0/1 errors for accuracy), NaN after an early stop: FEC's fingerprint inputs.
+      predictions: also return `valid_predictions` (see `LaneResult`).
       engine: what runs the programs: `VM` (`azjax.vm`), or e.g. the naive baseline
         `azjax.switch_vm.ENGINE`.
     """
@@ -142,8 +156,9 @@ def evaluate_lanes(
         else:
             e = y - s1
         bad = bad | ~(jnp.abs(e) <= max_abs_error)
+        out = (jnp.abs(e) if record else None, jax.nn.sigmoid(s1) if classify else s1)
         return (mem, loss + (e if classify else e * e), bad, call + 1), (
-            jnp.abs(e) if record else None
+            out if predictions else out[:1]
         )
 
     x_tr, y_tr, x_va, y_va = (_lanes_examples(a, P, task_ids) for a in tasks)
@@ -155,7 +170,7 @@ def evaluate_lanes(
             train_step, (mem, stopped, steps, call), (xs, ys)
         )
         zero = jnp.zeros(lanes, dtype)
-        (mem, loss, bad, call), valid_err = jax.lax.scan(
+        (mem, loss, bad, call), (valid_err, *valid_pred) = jax.lax.scan(
             valid_step, (mem, zero, jnp.zeros(lanes, bool), call), (x_va, y_va)
         )
         if classify:
@@ -166,21 +181,23 @@ def evaluate_lanes(
         best = jnp.where(stopped, best, jnp.maximum(best, fit))
         if record:
             valid_err = jnp.where(stopped[None], jnp.nan, valid_err)
-        return (mem, stopped, steps, best, call), (train_err, valid_err)
+        valid_pred = [jnp.where(stopped[None], jnp.nan, v) for v in valid_pred]
+        return (mem, stopped, steps, best, call), (train_err, valid_err, *valid_pred)
 
     mem = vm.zeros_memory(spec, F, lanes, dtype)
     mem = run("setup", mem, jnp.int32(0))
     zeros = lambda dt: jnp.zeros(lanes, dt)  # noqa: E731
     init = (mem, zeros(bool), zeros(jnp.int32), zeros(dtype), jnp.int32(1))
     split = lambda a: a.reshape((num_epochs, epoch_size) + a.shape[1:])  # noqa: E731
-    (_, _, steps, best, _), (train_err, valid_err) = jax.lax.scan(
+    (_, _, steps, best, _), (train_err, valid_err, *valid_pred) = jax.lax.scan(
         epoch, init, (split(x_tr), split(y_tr))
     )
     fitness, steps = jnp.where(in_spec(population, spec)[:, None], best.T, jnp.nan), steps.T
-    if not record:
-        return LaneResult(fitness, None, None, steps)
     to_pt = lambda e: jnp.transpose(e.reshape((-1, T, P)), (2, 1, 0))  # noqa: E731
-    return LaneResult(fitness, to_pt(train_err), to_pt(valid_err[0]), steps)
+    pred = to_pt(valid_pred[0][-1]) if predictions else None
+    if not record:
+        return LaneResult(fitness, None, None, steps, pred)
+    return LaneResult(fitness, to_pt(train_err), to_pt(valid_err[0]), steps, pred)
 
 
 def in_spec(population: Program, spec: ProgramSpec) -> jax.Array:

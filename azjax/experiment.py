@@ -365,8 +365,13 @@ class _Driver:
 
     # -- the loop --------------------------------------------------------------------------
 
+    def progress_interval(self) -> int:
+        """Individuals between progress lines: `progress_every` per running experiment, as the
+        original prints every `progress_every` individuals of its one experiment."""
+        return self.exp.run.progress_every * max(1, int((self.state.experiments >= 0).sum()))
+
     def generations_until_progress(self, running_individuals: int, last_print: int) -> int:
-        every = self.exp.run.progress_every
+        every = self.progress_interval()
         per_generation = self.exp.search.evolution.children_per_generation * max(
             1, int((self.state.experiments >= 0).sum())
         )
@@ -435,7 +440,7 @@ class _Driver:
             self.seconds["search"] += time.perf_counter() - t_call
             if self.bar is not None:
                 self.advance_bar(summary)
-            every = exp.run.progress_every
+            every = self.progress_interval()
             if every and running(summary) >= last_print + every:
                 last_print = running(summary)
                 self.progress(summary, t_start)

@@ -321,6 +321,22 @@ def test_linear_algorithm_solves_the_demo_tasks():
     assert 0.3 < fitness[1].mean() < 0.99  # lr 0.01: learning, but not there in 100 steps.
 
 
+def test_valid_predictions_are_the_algorithms_outputs_on_held_out_examples():
+    """LINEAR's validation predictions after training: close to the labels, and the fitness is
+    the best epoch's 1 - (2/pi) atan(RMSE) of exactly these predictions (one epoch here)."""
+    taskset, info = big_tasks("linear")
+    population = program_lib.stack([linear(), linear(0.01)])
+    seeds = evaluation.lane_seeds(jax.random.key(0), 2, info.num_tasks)
+    result = evaluate(population, taskset, info, seeds, SPEC_LIN, predictions=True)
+    pred = np.asarray(result.valid_predictions, np.float64)
+    y = np.asarray(taskset.y_valid, np.float64)
+    assert pred.shape == (2, info.num_tasks, y.shape[-1])
+    assert np.abs(pred[0] - y).max() < 1e-3
+    rmse = np.sqrt(((pred - y) ** 2).mean(-1))
+    np.testing.assert_allclose(1 - 2 / np.pi * np.arctan(rmse), result.fitness, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(result.train_steps), LINEAR_TASKS.num_train_examples)
+
+
 def test_programs_outside_the_spec_score_nan_not_a_wrong_fitness():
     """An op missing from its component's list (the VM would not compute it) or an address past
     the memory (the VM would clip it) scores NaN; the other lanes are untouched."""
