@@ -75,7 +75,7 @@ def _fmt(value) -> str:
     return json.dumps(value) if isinstance(value, str | list | dict) else str(value)
 
 
-def save_checkpoint(path, state, metadata: dict | None = None) -> None:
+def save_checkpoint(path, state, metadata: dict | None = None, *, compress: bool = False) -> None:
     """Atomically writes `state` (any pytree of arrays) and JSON-serializable `metadata`.
 
     Args:
@@ -83,6 +83,7 @@ def save_checkpoint(path, state, metadata: dict | None = None) -> None:
       state: a pytree (NamedTuples, dicts, lists, ...) of NumPy/JAX arrays, typed PRNG key
         arrays and Python scalars.
       metadata: dict of JSON-serializable values (e.g. the run config), returned by load.
+      compress: zip-deflate the arrays (slower to write; `load_checkpoint` reads both).
     """
     path = os.fspath(path)
     try:
@@ -109,7 +110,7 @@ def save_checkpoint(path, state, metadata: dict | None = None) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o644)  # mkstemp creates 0600.
-            np.savez(f, **arrays)
+            (np.savez_compressed if compress else np.savez)(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 
+import numpy as np
 import pytest
 from conftest import CACHE_DIR
 
@@ -264,6 +265,20 @@ def test_corrupt_or_mismatched_checkpoint_fails_clearly(tmp_path):
     (work / "checkpoint.npz").write_bytes(b"not a checkpoint")
     proc = _run(work, *_flags(PARALLEL), check=False)
     assert proc.returncode == 2 and "checkpoint" in proc.stderr, proc.stderr
+
+
+def test_a_finished_runs_checkpoint_keeps_the_result_not_the_search():
+    """Once done, the caches and populations are saved zeroed and compressed (the demo's
+    checkpoint: 89 MB -> under 1 MB); the run state, which the final evaluation needs, stays."""
+    result, ref_dir, _ = _reference(tuple(PARALLEL.items()))
+    path = os.path.join(ref_dir, "checkpoint.npz")
+    assert os.path.getsize(path) < 200_000
+    with np.load(path) as f:
+        arrays = [f[k] for k in f.files]
+    big = [a for a in arrays if a.size >= 10_000]  # The cache tables.
+    assert big and not any(np.any(a) for a in big)
+    assert sum(a.nbytes for a in big) > 10 * os.path.getsize(path)
+    assert result.final_fitness > 0
 
 
 def test_checkpoint_error_is_a_value_error():
