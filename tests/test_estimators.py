@@ -16,6 +16,9 @@ from sklearn.utils.estimator_checks import estimator_checks_generator
 from azjax import program_io
 from azjax.estimators import AutoMLZeroClassifier, AutoMLZeroRegressor
 
+# One worker runs this group: its tests share compiled programs and cached runs.
+pytestmark = pytest.mark.xdist_group("estimators")
+
 TINY = dict(
     max_time_secs=None,
     max_individuals=24,

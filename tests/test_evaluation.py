@@ -28,6 +28,9 @@ from azjax import program as program_lib
 from azjax import reference as ref
 from azjax.program import ComponentSpec, Instruction, ProgramSpec
 
+# One worker runs this group: its tests share compiled programs and cached runs.
+pytestmark = pytest.mark.xdist_group("scoring")
+
 I = Instruction  # noqa: E741
 F = 4
 TOL = 1e-4  # |VM fitness - reference fitness|

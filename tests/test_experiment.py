@@ -17,6 +17,9 @@ from conftest import CACHE_DIR
 
 from azjax import checkpoint, config, experiment, ops
 
+# One worker runs this group: its tests share compiled programs and cached runs.
+pytestmark = pytest.mark.xdist_group("tiny_search")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "run_search_experiment.py")
 DEMO = os.path.join(ROOT, "configs", "demo.py")

@@ -11,6 +11,9 @@ from test_experiment import _tiny_config
 from azjax import config as config_lib
 from azjax import runtime, search, tasks
 
+# One worker runs this group: its tests share compiled programs and cached runs.
+pytestmark = pytest.mark.xdist_group("tiny_search")
+
 E = 2
 # The search of test_experiment's TINY runs with two slots: the same compiled runner serves both.
 CONFIG = config_lib.build(_tiny_config(parallel_experiments=E)).search

@@ -5,6 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from test_evaluation import (
     LINEAR_TASKS,
     NN_SIZES,
@@ -18,6 +19,9 @@ from test_evaluation import (
 from azjax import budget, evaluation, generator, ops, scoring, search_eval, tasks, wide
 from azjax import program as program_lib
 from azjax.program import ComponentSpec, Instruction, ProgramSpec
+
+# One worker runs this group: its tests share compiled programs and cached runs.
+pytestmark = pytest.mark.xdist_group("scoring")
 
 I = Instruction  # noqa: E741
 INFO = LINEAR_TASKS.info
