@@ -83,13 +83,15 @@ def test_classifier_labels_probabilities_and_projection(data):
     np.testing.assert_array_equal(est.predict(X6), est.classes_[(proba[:, 1] > 0.5).astype(int)])
 
 
+@pytest.mark.slow  # Its own compile (no individual budget): about 20 s on 2 busy cores.
 def test_time_budget_ends_the_search(data):
     X, y = data
     est = AutoMLZeroRegressor(**{**TINY, "max_individuals": None, "max_time_secs": 2.0})
+    est.fit(X, y)  # The budget counts the compile, which may take all of it.
     start = time.perf_counter()
-    est.fit(X, y)
-    assert est.search_seconds_ < 2.0 + 10.0  # One call past the budget at most (slow CI).
-    assert time.perf_counter() - start < 30.0
+    est.fit(X, y)  # Compiled: the search runs until the first call boundary past 2 s.
+    assert 2.0 <= est.search_seconds_ < 30.0
+    assert time.perf_counter() - start < 60.0
     assert est.n_individuals_ > 24 and est.__sklearn_tags__().non_deterministic
 
 
