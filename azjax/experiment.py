@@ -530,7 +530,13 @@ def run(
     checkpoint_lib.remove_stale_temporaries(driver.ckpt_path)
     seed = exp.run.random_seed or int(time.time_ns() % (2**31 - 1)) or 1
     if os.path.exists(driver.ckpt_path):
-        driver.resume()
+        try:
+            driver.resume()
+        except BaseException:  # A refused checkpoint: close the log before the error goes up.
+            driver.jsonl.close()
+            if driver.bar is not None:
+                driver.bar.close()
+            raise
         seed = int(driver.state.seed)
         if bool(driver.state.done):
             log(

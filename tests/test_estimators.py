@@ -60,6 +60,7 @@ def test_regressor_fit_predict_and_fitted_attributes(data):
     assert "def Predict():" in est.format_program()
 
 
+@pytest.mark.slow  # Two more searches of their own compile: about 20 s.
 def test_same_random_state_same_program(data):
     X, y = data
     a = AutoMLZeroRegressor(**TINY).fit(X, y)
