@@ -38,6 +38,7 @@ def data():
     return X, X @ [1.0, -2.0, 0.5] + 10.0
 
 
+@pytest.mark.slow  # The estimator's search compiles: about 20 s on 2 cores.
 def test_regressor_fit_predict_and_fitted_attributes(data):
     X, y = data
     est = AutoMLZeroRegressor(**TINY).fit(X, y)
@@ -116,7 +117,8 @@ def test_bad_settings_and_data_fail_before_searching(estimator, X, y, message):
 # ----------------------------------------------------------------------------------------------
 # scikit-learn's estimator checks.
 
-# Checks that fit on data of the shape above, or never search: the default suite runs these.
+# Checks that never search: the default suite runs these. The others (each search compiles for
+# about 20 s on 2 cores) are slow tests.
 FAST_CHECKS = frozenset(
     {
         "check_estimator_cloneable",
@@ -145,13 +147,6 @@ FAST_CHECKS = frozenset(
         "check_requires_y_none",
         "check_estimators_partial_fit_n_features",
         "check_decision_proba_consistency",
-        # Fit on 20 examples of 3 features:
-        "check_dont_overwrite_parameters",
-        "check_f_contiguous_array_estimator",
-        "check_methods_sample_order_invariance",
-        "check_methods_subset_invariance",
-        "check_dict_unchanged",
-        "check_fit2d_predict1d",
     }
 )
 

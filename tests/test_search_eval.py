@@ -167,6 +167,7 @@ def _seeded_tasks(seed):
     return tasks.make_tasks(spec)[0]
 
 
+@pytest.mark.slow  # Its own two-experiment compile: about 25 s on 2 cores.
 def test_pooled_experiments_get_their_own_results_and_counters():
     """Three experiments scored together (pooled VM calls, their own tasks and caches, one VM
     chunk) get the fitness and counters each gets alone (several chunks of 7 programs)."""
