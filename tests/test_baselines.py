@@ -26,16 +26,7 @@ LINEAR_SELECT = tasks.TaskSpec(
     num_tasks=4,
     num_train_epochs=2,
 )
-LINEAR_FINAL = tasks.TaskSpec(
-    kind="linear",
-    num_train_examples=50,
-    num_valid_examples=50,
-    feature_size=F,
-    num_tasks=4,
-    num_train_epochs=2,
-    param_seeds=(5000,),
-    data_seeds=(15000,),
-)
+LINEAR_FINAL = dataclasses.replace(LINEAR_SELECT, param_seeds=(5000,), data_seeds=(15000,))
 TEACHER = dict(kind="teacher", num_train_examples=400, num_valid_examples=100, feature_size=F)
 TEACHER_SELECT = tasks.TaskSpec(**TEACHER, num_tasks=4)
 TEACHER_FINAL = tasks.TaskSpec(**TEACHER, num_tasks=4, param_seeds=(7000,), data_seeds=(17000,))
