@@ -260,6 +260,7 @@ def test_stale_temporaries_are_removed_and_op_names_resume_ids(tmp_path):
     assert not stale.exists()
 
 
+@pytest.mark.slow  # Needs a whole TINY run (test_checkpoint.py covers the file format).
 def test_corrupt_or_mismatched_checkpoint_fails_clearly(tmp_path):
     work = tmp_path / "w"
     shutil.copytree(_reference(tuple(PARALLEL.items()))[1], work)
@@ -271,6 +272,7 @@ def test_corrupt_or_mismatched_checkpoint_fails_clearly(tmp_path):
     assert proc.returncode == 2 and "checkpoint" in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow  # Needs a whole TINY run (test_checkpoint.py covers the file format).
 def test_a_finished_runs_checkpoint_keeps_the_result_not_the_search():
     """Once done, the caches and populations are saved zeroed and compressed (the demo's
     checkpoint: 89 MB -> under 1 MB); the run state, which the final evaluation needs, stays."""
