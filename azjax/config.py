@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
+import os
 import re
 import sys
 from typing import Any
@@ -158,6 +160,15 @@ class Experiment:
     @property
     def spec(self) -> ProgramSpec:
         return self.search.spec
+
+
+def load_config_file(path: str) -> config_dict.ConfigDict:
+    """`get_config()` of a config file (`configs/*.py`), as `--config=PATH` loads it."""
+    name = os.path.splitext(os.path.basename(path))[0]
+    module_spec = importlib.util.spec_from_file_location(f"azjax_config_{name}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config()
 
 
 def _get(cfg, name):

@@ -8,18 +8,14 @@ transcendental and matrix ops included) and memory 4/3/2: the throughput benchma
 op set, and a search that must find linear regression among far more candidates.
 """
 
-import importlib.util
 import os
 
 from azjax import ops
+from azjax.config import load_config_file
 
 
 def get_config():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo.py")
-    demo = importlib.util.spec_from_file_location("demo_config", path)
-    module = importlib.util.module_from_spec(demo)
-    demo.loader.exec_module(module)
-    c = module.get_config()
+    c = load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo.py"))
     c.name = "full_ops"
     c.num_scalars, c.num_vectors, c.num_matrices = 4, 3, 2
     c.setup_ops = c.predict_ops = c.learn_ops = ops.ALL_OPS

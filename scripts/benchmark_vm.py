@@ -32,7 +32,6 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import platform
@@ -75,6 +74,7 @@ S10_OPS = dict(
     learn=(1, 2, 3, 16, 18, 23, 25, 28, 39),
 )
 _PROBE_MARK = "BENCHMARK_VM_PROBE "
+_CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
 PROBE_HASH_SEED = "0"
 
 _POPULATION = flags.DEFINE_integer("population_size", 2000, "Programs per call of the VM engines.")
@@ -195,7 +195,7 @@ def make_workload(table: str, name: str) -> Workload:
         return _paper_workload(name)
     # The nonlinear test as configs/nonlinear.py sets it: Setup evolves over the two Gaussian
     # inits; Predict and Learn are the net's, frozen (fixed code).
-    exp = config_lib.build(_config_file("nonlinear"))
+    exp = config_lib.build(config_lib.load_config_file(_CONFIGS_DIR + "/nonlinear.py"))
     train = _ints(_PAPER_TRAIN, 3)[0] if table == "paper" else _value(_NONLINEAR_TRAIN)
     teacher = dataclasses.replace(
         exp.search_tasks,
@@ -213,15 +213,6 @@ def make_workload(table: str, name: str) -> Workload:
         exp.search.evolution.sizes,
         exp.search.evolution.mutation,
     )
-
-
-def _config_file(name: str):
-    """`get_config()` of configs/NAME.py."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", f"{name}.py")
-    module_spec = importlib.util.spec_from_file_location(f"{name}_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config()
 
 
 def _paper_workload(name: str) -> Workload:

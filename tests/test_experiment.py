@@ -59,11 +59,7 @@ def _run(workdir, *extra, check=True, **kw):
 
 def test_demo_and_integration_configs_build():
     for name in ("demo", "full_ops", "linear", "nonlinear", "projected_binary"):
-        path = os.path.join(ROOT, "configs", f"{name}.py")
-        module = {"__file__": path}
-        with open(path) as f:
-            exec(compile(f.read(), name, "exec"), module)
-        exp = config.build(module["get_config"]())
+        exp = config.build(module_config(name))
         assert exp.search.evolution.population_size >= 1
     nonlinear = config.build(module_config("nonlinear"))
     # Predict/Learn are frozen but hold the hand-written net: its ops are allowed, not drawn.
@@ -73,11 +69,7 @@ def test_demo_and_integration_configs_build():
 
 
 def module_config(name):
-    path = os.path.join(ROOT, "configs", f"{name}.py")
-    module = {"__file__": path}
-    with open(path) as f:
-        exec(compile(f.read(), name, "exec"), module)
-    return module["get_config"]()
+    return config.load_config_file(os.path.join(ROOT, "configs", f"{name}.py"))
 
 
 @pytest.mark.parametrize(
