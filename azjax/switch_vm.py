@@ -15,9 +15,9 @@ import jax.numpy as jnp
 
 from azjax import evaluation, rng
 from azjax import ops as ops_lib
-from azjax.kernels import KERNELS, Operands, neg_zero
+from azjax.kernels import neg_zero
 from azjax.program import Component
-from azjax.vm import Memory
+from azjax.vm import Memory, apply_op
 from azjax.vm_plan import ComponentPlan
 
 _BANKS = {ops_lib.Kind.SCALAR: 0, ops_lib.Kind.VECTOR: 1, ops_lib.Kind.MATRIX: 2}
@@ -38,26 +38,21 @@ def _branch(op_id: int, feature_size: int):
     def branch(banks, ins, key):
         if op_id == ops_lib.NO_OP:
             return banks
-        reads = [{}, {}, {}]
-        for role, kind, addr in (("a", spec.in1, ins["in1"]), ("b", spec.in2, ins["in2"])):
-            if kind != ops_lib.Kind.NONE:
-                reads[_BANKS[kind]][role] = banks[_BANKS[kind]][addr]
-        out_bank = _BANKS[spec.out]
-        reads[out_bank]["o"] = banks[out_bank][ins["out"]]
-        consts = tuple(ins[f"c{j}"].reshape(1, 1) for j in range(ops_lib.NUM_CONSTS))
-        o = Operands(
-            feature_size=feature_size,
-            s=reads[0],
-            v=reads[1],
-            m=reads[2],
-            c=consts,
+        result = apply_op(
+            op_id,
+            banks,
+            ins["in1"],
+            ins["in2"],
+            ins["out"],
+            consts=tuple(ins[f"c{j}"].reshape(1, 1) for j in range(ops_lib.NUM_CONSTS)),
             key=key,
-            dtype=banks[0].dtype,
-            ops=op_id,
             zero=neg_zero(ins["op"]).reshape(1, 1),
+            feature_size=feature_size,
+            dtype=banks[0].dtype,
         )
         banks = list(banks)
-        banks[out_bank] = banks[out_bank].at[ins["out"]].set(KERNELS[op_id](o).astype(o.dtype))
+        out_bank = _BANKS[spec.out]
+        banks[out_bank] = banks[out_bank].at[ins["out"]].set(result)
         return tuple(banks)
 
     return branch

@@ -246,29 +246,48 @@ def run_fixed(
     zero = jnp.where(jnp.asarray(call) < 0, 0.0, -0.0).astype(dtype)
     for slot, ins in enumerate(instructions):
         op = ops_lib.OPS[ins.op]
-        if ins.op == ops_lib.NO_OP:
-            continue
-        reads = {"s": {}, "v": {}, "m": {}}
-        for role, kind, addr in (("a", op.in1, ins.in1), ("b", op.in2, ins.in2)):
-            if kind != Kind.NONE:
-                reads[BANK[kind]][role] = banks[KINDS.index(kind)][addr]
-        out = KINDS.index(op.out)
-        if ins.op in PARTIAL_WRITE_OPS:
-            reads[BANK[op.out]]["o"] = banks[out][ins.out]
-        o = Operands(
-            feature_size=feature_size,
-            s=reads["s"],
-            v=reads["v"],
-            m=reads["m"],
-            c=tuple(jnp.full(lanes, np.float32(c), dtype) + zero for c in _padded(ins.consts)),
+        if ins.op == ops_lib.NO_OP or ins.out < (0 if op.out == Kind.MATRIX else 1):
+            continue  # s0 and v0 are never written.
+        result = apply_op(
+            ins.op,
+            banks,
+            ins.in1,
+            ins.in2,
+            ins.out,
+            consts=tuple(jnp.full(lanes, np.float32(c), dtype) + zero for c in _padded(ins.consts)),
             key=rng.draw_key(seeds, call, slot, xp=jnp) if op.is_random else None,
-            dtype=dtype,
-            ops=ins.op,
             zero=zero,
+            feature_size=feature_size,
+            dtype=dtype,
         )
-        if ins.out >= (0 if op.out == Kind.MATRIX else 1):  # s0 and v0 are never written.
-            banks[out][ins.out] = KERNELS[ins.op](o).astype(dtype)
+        banks[KINDS.index(op.out)][ins.out] = result
     return Memory(*(tuple(bank) for bank in banks))
+
+
+def apply_op(op_id: int, banks, in1, in2, out, *, consts, key, zero, feature_size: int, dtype):
+    """The result of one op, known statically, on the operands its fields address: `banks` holds
+    the scalar, vector and matrix entries (indexable by address, a Python int or a traced
+    scalar); `consts` the three constants, `key` the draw keys (random ops), `zero` the FMA
+    barrier's -0.0 (`Operands.rounded`). For straight-line code and the naive switch VM."""
+    op = ops_lib.OPS[op_id]
+    reads = {"s": {}, "v": {}, "m": {}}
+    for role, kind, addr in (("a", op.in1, in1), ("b", op.in2, in2)):
+        if kind != Kind.NONE:
+            reads[BANK[kind]][role] = banks[KINDS.index(kind)][addr]
+    if op_id in PARTIAL_WRITE_OPS:
+        reads[BANK[op.out]]["o"] = banks[KINDS.index(op.out)][out]
+    o = Operands(
+        feature_size=feature_size,
+        s=reads["s"],
+        v=reads["v"],
+        m=reads["m"],
+        c=consts,
+        key=key,
+        dtype=dtype,
+        ops=op_id,
+        zero=zero,
+    )
+    return KERNELS[op_id](o).astype(dtype)
 
 
 def _padded(consts) -> tuple[float, ...]:
