@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from azjax import kernels, rng, vm, vm_plan
+from azjax import hashing, kernels, rng, vm, vm_plan
 from azjax import ops as ops_lib
 from azjax import program as program_lib
 from azjax.program import Program, ProgramSpec
@@ -220,11 +220,12 @@ def in_spec(population: Program, spec: ProgramSpec) -> jax.Array:
         fits = (kind == 0) | ((addr >= 0) & (addr < jnp.asarray(sizes)[kind]))
         ok = ok & jnp.all(jnp.asarray(allowed)[op] & jnp.all(fits, -1), -1)
         if cs.fixed is not None:
-            comp = getattr(population, c)
             want = program_lib.make_component(cs.fixed, code.shape[-2])
-            bits = lambda x: jax.lax.bitcast_convert_type(jnp.asarray(x, jnp.float32), jnp.int32)  # noqa: E731
-            same = jnp.all(code == want.code, axis=(-2, -1))
-            ok = ok & same & jnp.all(bits(comp.consts) == bits(want.consts), axis=(-2, -1))
+            consts = hashing.float_bits(getattr(population, c).consts)
+            same = (code == want.code).all((-2, -1)) & (
+                consts == hashing.float_bits(want.consts)
+            ).all((-2, -1))
+            ok = ok & same
     return ok
 
 
