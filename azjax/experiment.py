@@ -370,16 +370,17 @@ class _Driver:
 
     # -- the loop --------------------------------------------------------------------------
 
+    def running_slots(self) -> int:
+        return max(1, int((self.state.experiments >= 0).sum()))
+
     def progress_interval(self) -> int:
         """Individuals between progress lines: `progress_every` per running experiment, as the
         original prints every `progress_every` individuals of its one experiment."""
-        return self.exp.run.progress_every * max(1, int((self.state.experiments >= 0).sum()))
+        return self.exp.run.progress_every * self.running_slots()
 
     def generations_until_progress(self, running_individuals: int, last_print: int) -> int:
         every = self.progress_interval()
-        per_generation = self.exp.search.evolution.children_per_generation * max(
-            1, int((self.state.experiments >= 0).sum())
-        )
+        per_generation = self.exp.search.evolution.children_per_generation * self.running_slots()
         if not every:
             return 100
         left = last_print + every - running_individuals
