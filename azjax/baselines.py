@@ -43,7 +43,11 @@ __all__ = [
 
 MODELS: tuple[str, ...] = ("linear", "mlp")
 OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
-PROGRAMS = {"LINEAR": generator.linear_algorithm, "NEURAL_NET": generator.neural_net_algorithm}
+PROGRAMS = {
+    "AFFINE": generator.affine_algorithm,
+    "LINEAR": generator.linear_algorithm,
+    "NEURAL_NET": generator.neural_net_algorithm,
+}
 DEFAULT_LEARNING_RATES: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)
 _HIGHEST = jax.lax.Precision.HIGHEST  # float32 products on accelerators too (no TF32).
 
@@ -277,10 +281,10 @@ def tune_program(
     max_abs_error: float = evaluation.MAX_ABS_ERROR,
     mesh=None,
 ) -> TuneResult:
-    """The hand-written program `name` ("LINEAR" or "NEURAL_NET", the original's enum names
-    accepted) with the learning rate of the best mean fitness on the `select` tasks, scored on the
-    `final` tasks by `scoring.score` (collections as in `evaluate`, placed on `mesh`, default
-    `runtime.program_mesh()`).
+    """The hand-written program `name` ("LINEAR", "AFFINE" or "NEURAL_NET"; the original's enum
+    names accepted) with the learning rate of the best mean fitness on the `select` tasks, scored
+    on the `final` tasks by `scoring.score` (collections as in `evaluate`, placed on `mesh`,
+    default `runtime.program_mesh()`).
 
     `spec` gives the memory and slot capacities (the program's own length, never padded); the
     ops the program uses are added to its op lists. The key (consumed) is split in two

@@ -98,6 +98,10 @@ def default_config() -> config_dict.ConfigDict:
     c.tournament_size = 10
     c.children_per_generation = 250  # K; 1 = the original's steady state (see evolution.py).
     c.initial_population = "RANDOM"
+    # azjax: an initial-algorithm name whose code the frozen components (empty op lists) hold in
+    # every program, e.g. "LINEAR" for the paper's "only Learn" searches ("" = the initial
+    # population's own code there).
+    c.fixed_components = ""
     c.allowed_mutation_types = (
         "ALTER_PARAM",
         "RANDOMIZE_INSTRUCTION",
@@ -105,6 +109,9 @@ def default_config() -> config_dict.ConfigDict:
     )
     c.mutate_prob = 0.9
     c.max_train_steps = 80_000_000_000
+    # azjax: end an experiment's search once it has scored this many individuals, its initial
+    # population included (0 = never; a budget in individuals as the paper's Fig. 4 has).
+    c.max_individuals = 0
     c.time_budget_secs = 0.0  # Per experiment; 0 = none. Resume is exact only without it.
     # azjax: end an experiment's search once its best search fitness exceeds this (0 = never,
     # as the original, which always spends max_train_steps).
@@ -186,8 +193,8 @@ def _task_spec(cfg, name) -> tasks.TaskSpec:
 
 
 def _fix_frozen(spec: ProgramSpec, initial: str, sizes) -> ProgramSpec:
-    """`spec` with each frozen component's instructions fixed (`ComponentSpec.fixed`): what the
-    initial population holds there, which no mutation changes (empty for RANDOM), so that the VM
+    """`spec` with each frozen component's instructions fixed (`ComponentSpec.fixed`): the code
+    of algorithm `initial` there (empty for RANDOM), which no mutation changes, so that the VM
     runs them as straight-line code."""
     frozen = [c for c in program_lib.COMPONENTS if generator.is_frozen(spec, c)]
     if not frozen:
@@ -217,6 +224,8 @@ def build(cfg: config_dict.ConfigDict | dict) -> Experiment:
             raise ConfigError(f"config.{c}_size_init must be >= 0, got {n}")
     try:
         initial = generator.canonical_name(str(_get(cfg, "initial_population")))
+        fixed_name = str(_get(cfg, "fixed_components"))
+        fixed_name = generator.canonical_name(fixed_name) if fixed_name else initial
         budget_name = str(_get(cfg, "train_budget"))
         budget_name = generator.canonical_name(budget_name) if budget_name else ""
     except ValueError as e:
@@ -234,7 +243,7 @@ def build(cfg: config_dict.ConfigDict | dict) -> Experiment:
         )
         # Hand-written models are never truncated and may use ops outside the (possibly empty,
         # frozen) lists: grow the capacity to their length and allow their ops.
-        for name in sorted({initial, budget_name} - {"", "RANDOM", "NO_OP"}):
+        for name in sorted({initial, fixed_name, budget_name} - {"", "RANDOM", "NO_OP"}):
             model = generator.INITIAL_ALGORITHMS[name](None, roomy, sizes)
             roomy = generator.add_required_ops(roomy, model)
             capacity = tuple(
@@ -248,7 +257,7 @@ def build(cfg: config_dict.ConfigDict | dict) -> Experiment:
                 for c, n in zip(program_lib.COMPONENTS, capacity, strict=True)
             },
         )
-        spec = _fix_frozen(spec, initial, sizes)
+        spec = _fix_frozen(spec, fixed_name, sizes)
         mparams = mutation.MutationParams(
             allowed_mutation_types=tuple(_get(cfg, "allowed_mutation_types")),
             mutate_prob=float(_get(cfg, "mutate_prob")),
@@ -291,7 +300,8 @@ def build(cfg: config_dict.ConfigDict | dict) -> Experiment:
             raise ConfigError(f"config.{name} must be in [1, {MAX_ADDRESSES}], got {cfg[name]}")
     if not float(_get(cfg, "max_abs_error")) > 0:
         raise ConfigError(f"config.max_abs_error must be > 0, got {cfg['max_abs_error']}")
-    for name in ("max_train_steps", "max_experiments", "random_seed", "progress_every"):
+    names = ("max_train_steps", "max_individuals", "max_experiments", "random_seed")
+    for name in names + ("progress_every",):
         if int(_get(cfg, name)) < 0:
             raise ConfigError(f"config.{name} must be >= 0, got {_get(cfg, name)}")
     if int(_get(cfg, "parallel_experiments")) < 1:
@@ -319,6 +329,7 @@ def build(cfg: config_dict.ConfigDict | dict) -> Experiment:
             evaluation=evaluation,
             stop_at_fitness=float(_get(cfg, "stop_search_at_fitness")),
             max_train_steps=int(_get(cfg, "max_train_steps")),
+            max_individuals=int(_get(cfg, "max_individuals")),
             stagnation_individuals=int(_get(cfg, "stagnation_individuals")),
         )
     except ValueError as e:

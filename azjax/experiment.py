@@ -3,9 +3,10 @@
 As the original's run_search_experiment (one experiment after another): each experiment gets fresh
 task seeds (if `randomize_task_seeds`) and fresh caches, searches until its train steps reach
 `max_train_steps` (counted as the original counts them, `azjax.search_eval`) or an azjax stopping
-rule ends it (`stop_search_at_fitness`, `stagnation_individuals`, `time_budget_secs`); then the
-best individual of its final population is scored on its select tasks, and the best across
-experiments (later ones win ties) goes to the final evaluation on unseen tasks.
+rule ends it (`max_individuals`, `stop_search_at_fitness`, `stagnation_individuals`,
+`time_budget_secs`); then the best individual of its final population is scored on its select
+tasks, and the best across experiments (later ones win ties) goes to the final evaluation on
+unseen tasks.
 
 The searches run on the device (`azjax.search`): `parallel_experiments` = E slots run their
 experiments in lockstep, one generation each per step, many steps per host call, and the device
@@ -370,6 +371,12 @@ class _Driver:
 
     # -- the loop --------------------------------------------------------------------------
 
+    def run_individuals(self, summary) -> int:
+        """The run's individuals: the ended experiments' and the running ones'. Progress counts
+        these, so that it keeps its cadence when new experiments (at 0) replace ended ones."""
+        running = np.asarray(summary["individuals"])[self.state.experiments >= 0]
+        return int(self.state.total_individuals) + int(running.sum())
+
     def running_slots(self) -> int:
         return max(1, int((self.state.experiments >= 0).sum()))
 
@@ -378,12 +385,12 @@ class _Driver:
         original prints every `progress_every` individuals of its one experiment."""
         return self.exp.run.progress_every * self.running_slots()
 
-    def generations_until_progress(self, running_individuals: int, last_print: int) -> int:
+    def generations_until_progress(self, individuals: int, last_print: int) -> int:
         every = self.progress_interval()
         per_generation = self.exp.search.evolution.children_per_generation * self.running_slots()
         if not every:
             return 100
-        left = last_print + every - running_individuals
+        left = last_print + every - individuals
         return int(min(MAX_GENERATIONS_PER_CALL, max(1, math.ceil(left / per_generation))))
 
     def progress(self, summary, t_start: float) -> None:
@@ -436,10 +443,9 @@ class _Driver:
             if (self.state.experiments < 0).all():  # max_experiments have ended.
                 self.state = self.state._replace(done=np.bool_(True))
                 break
-            running = lambda s: int(np.asarray(s["individuals"])[self.state.experiments >= 0].sum())  # noqa: E731
             if int(self.state.started) > new:
                 summary = jax.device_get(_summary(self.search_state, exp.search))
-            n = self.generations_until_progress(running(summary), last_print)
+            n = self.generations_until_progress(self.run_individuals(summary), last_print)
             t_call = time.perf_counter()
             self.search_state = self.runner(self.search_state, self.tasks, n)
             summary = jax.device_get(_summary(self.search_state, exp.search))
@@ -447,8 +453,8 @@ class _Driver:
             if self.bar is not None:
                 self.advance_bar(summary)
             every = self.progress_interval()
-            if every and running(summary) >= last_print + every:
-                last_print = running(summary)
+            if every and self.run_individuals(summary) >= last_print + every:
+                last_print = self.run_individuals(summary)
                 self.progress(summary, t_start)
             now = time.time()
             past_deadline = self.deadline is not None and now > self.deadline

@@ -102,16 +102,9 @@ def no_op_algorithm(spec: ProgramSpec, sizes: SizesLike) -> Program:
     return _build(spec, sizes, "NO_OP")
 
 
-def linear_algorithm(
-    spec: ProgramSpec, sizes: SizesLike, learning_rate: float = DEFAULT_LEARNING_RATE
-) -> Program:
-    """LINEAR_ALGORITHM: linear regression by SGD; weights in v1 (docs/ops.md)."""
-    _require_addresses(spec, "LINEAR", 4, 3, 0)
+def _linear_lists(learning_rate: float) -> dict:
     I = Instruction  # noqa: N806
-    return _build(
-        spec,
-        sizes,
-        "LINEAR",
+    return dict(
         setup=[I(56, out=2, consts=(learning_rate,))],  # s2 = lr
         predict=[I(27, 1, 0, 1)],  # s1 = dot(v1, v0)
         learn=[
@@ -121,6 +114,26 @@ def linear_algorithm(
             I(23, 1, 2, 1),  # v1 = v1 + v2
         ],
     )
+
+
+def linear_algorithm(
+    spec: ProgramSpec, sizes: SizesLike, learning_rate: float = DEFAULT_LEARNING_RATE
+) -> Program:
+    """LINEAR_ALGORITHM: linear regression by SGD; weights in v1 (docs/ops.md)."""
+    _require_addresses(spec, "LINEAR", 4, 3, 0)
+    return _build(spec, sizes, "LINEAR", **_linear_lists(learning_rate))
+
+
+def affine_algorithm(
+    spec: ProgramSpec, sizes: SizesLike, learning_rate: float = DEFAULT_LEARNING_RATE
+) -> Program:
+    """AFFINE: linear regression with a bias by SGD, for the paper's affine tasks (§4.1; not in
+    the original's code). LINEAR plus the bias s4, added in Predict and stepped in Learn."""
+    _require_addresses(spec, "AFFINE", 5, 3, 0)
+    lists = _linear_lists(learning_rate)
+    lists["predict"].append(Instruction(1, 1, 4, 1))  # s1 = s1 + s4
+    lists["learn"].append(Instruction(1, 4, 3, 4))  # s4 = s4 + s3
+    return _build(spec, sizes, "AFFINE", **lists)
 
 
 def _neural_net_lists(learning_rate: float, first_init: float, final_init: float) -> dict:
@@ -347,6 +360,8 @@ def is_frozen(spec: ProgramSpec, component: str) -> bool:
 def random_algorithm(key: jax.Array, spec: ProgramSpec, sizes: SizesLike) -> Program:
     """RANDOM_ALGORITHM: NO_OP algorithm with each non-frozen component's instructions randomized.
 
+    A frozen component holds its `ComponentSpec.fixed` code when the spec has some (e.g. the
+    paper's "only Learn" searches, whose Setup and Predict are a hand-written forward pass).
     Deviation: the original CHECK-fails when a frozen component has a non-zero initial size; here
     that component keeps its NO_OPs.
     """
@@ -356,7 +371,9 @@ def random_algorithm(key: jax.Array, spec: ProgramSpec, sizes: SizesLike) -> Pro
     comps = []
     for k, c in zip(subkeys, COMPONENTS, strict=True):
         if is_frozen(spec, c):
-            comps.append(jax.tree.map(jnp.asarray, getattr(base, c)))
+            fixed, size = spec.component(c).fixed, spec.component(c).size
+            code = program_lib.make_component(fixed, size) if fixed else getattr(base, c)
+            comps.append(jax.tree.map(jnp.asarray, code))
         else:
             comps.append(random_component(k, spec, c, size_init[c]))
     return Program(*comps)
@@ -371,10 +388,13 @@ INITIAL_ALGORITHMS: dict[str, InitialAlgorithmFn] = {
     "NO_OP": lambda key, spec, sizes: no_op_algorithm(spec, sizes),
     "RANDOM": random_algorithm,
     "LINEAR": lambda key, spec, sizes: linear_algorithm(spec, sizes),
+    "AFFINE": lambda key, spec, sizes: affine_algorithm(spec, sizes),
     "NEURAL_NET": lambda key, spec, sizes: neural_net_algorithm(spec, sizes),
     "DAMAGED_NEURAL_NET": lambda key, spec, sizes: damaged_neural_net_algorithm(spec, sizes),
 }
-DETERMINISTIC_ALGORITHMS = frozenset({"NO_OP", "LINEAR", "NEURAL_NET", "DAMAGED_NEURAL_NET"})
+DETERMINISTIC_ALGORITHMS = frozenset(
+    {"NO_OP", "LINEAR", "AFFINE", "NEURAL_NET", "DAMAGED_NEURAL_NET"}
+)
 _ALIASES = {"INTEGRATION_TEST_DAMAGED_NEURAL_NET": "DAMAGED_NEURAL_NET"}
 
 

@@ -50,6 +50,8 @@ class SearchConfig:
     stop_at_fitness: an experiment finishes once its population's best fitness exceeds this
       (0 = never, as the original, which always spends max_train_steps).
     max_train_steps: an experiment finishes once its train steps reach this (0 = never).
+    max_individuals: an experiment finishes once it has scored this many individuals, its
+      initial population included (0 = never).
     stagnation_individuals: an experiment finishes once its best fitness has not risen for this
       many individuals after its initial population (0 = never; not in the original, which has
       hurdles for the same purpose: spend the budget on searches that progress).
@@ -60,10 +62,11 @@ class SearchConfig:
     evaluation: EvaluationConfig = EvaluationConfig()
     stop_at_fitness: float = 0.0
     max_train_steps: int = 0
+    max_individuals: int = 0
     stagnation_individuals: int = 0
 
     def __post_init__(self):
-        for name in ("max_train_steps", "stagnation_individuals"):
+        for name in ("max_train_steps", "max_individuals", "stagnation_individuals"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.evaluation.fec_num_train > self.tasks.epoch_size:
@@ -156,6 +159,8 @@ def finished(state: SearchState, config: SearchConfig) -> jax.Array:
         done |= scored & (jnp.max(pop.fitness, axis=-1) > config.stop_at_fitness)
     if config.max_train_steps:
         done |= wide.greater_equal(state.counters.train_steps, config.max_train_steps)
+    if config.max_individuals:
+        done |= pop.num_individuals >= config.max_individuals
     if config.stagnation_individuals:
         stale = pop.num_individuals - jnp.maximum(pop.best_individual, P)
         done |= scored & (stale >= config.stagnation_individuals)

@@ -31,6 +31,7 @@ from azjax import datasets
 
 KINDS: tuple[str, ...] = (
     "linear",
+    "affine",
     "teacher",
     "projected_binary",
     "zeros",
@@ -52,6 +53,7 @@ _LINEAR_DATA_SALT, _LINEAR_PARAM_SALT = 939723201, 997958712
 _TEACHER_DATA_SALT, _TEACHER_PARAM_SALT = 865546086, 174299604
 _EPOCH_SALT = 3274582109
 _PAIR_SALT = 856572777
+_AFFINE_BIAS_SALT = 371146231  # azjax's own: the original has no affine tasks.
 _TEACHER_ZEROED = (0, 2)  # Hidden units whose weights the teacher zeroes (rows of M, entries of u).
 _HIGHEST = jax.lax.Precision.HIGHEST  # Exact float32 labels on accelerators too (no TF32).
 
@@ -61,8 +63,8 @@ class TaskSpec:
     """`num_tasks` tasks of one kind (the original's TaskSpec, docs/ops.md).
 
     Fields (kind-specific ones are ignored by other kinds):
-      kind: one of KINDS. eval_type: "rms" or "accuracy" ("linear" and "teacher" need "rms",
-        "projected_binary" needs "accuracy").
+      kind: one of KINDS. eval_type: "rms" or "accuracy" ("linear", "affine" and "teacher"
+        need "rms", "projected_binary" needs "accuracy").
       feature_size: F, 1..32. num_train_examples (E) and num_valid_examples (Ev): >= 1 (search
         needs MIN_NUM_TRAIN_EXAMPLES_FOR_SEARCH, checked by the evaluator).
       num_train_epochs: passes over the E examples. num_tasks: T.
@@ -125,7 +127,8 @@ class TaskSpec:
             raise ValueError(
                 f"TaskSpec.eval_type must be one of {EVAL_TYPES}, got {self.eval_type!r}"
             )
-        needed = {"linear": "rms", "teacher": "rms", "projected_binary": "accuracy"}.get(self.kind)
+        needed = dict(linear="rms", affine="rms", teacher="rms", projected_binary="accuracy")
+        needed = needed.get(self.kind)
         if needed is not None and self.eval_type != needed:
             raise ValueError(
                 f"TaskSpec.eval_type must be {needed!r} for kind {self.kind!r}, "
@@ -347,6 +350,17 @@ def linear_task(param_seed, data_seed, *, num_train, num_valid, feature_size):
     return x[:num_train], y[:num_train], x[num_train:], y[num_train:]
 
 
+def affine_task(param_seed, data_seed, *, num_train, num_valid, feature_size):
+    """The paper's affine regression (§4.1; the original's code has none): the linear task's
+    x and u, y = u . x + a with a ~ N(0, 1) drawn from the param seed."""
+    x_tr, y_tr, x_va, y_va = linear_task(
+        param_seed, data_seed, num_train=num_train, num_valid=num_valid, feature_size=feature_size
+    )
+    key = jax.random.fold_in(jax.random.key(param_seed), _AFFINE_BIAS_SALT)
+    a = jax.random.normal(key, (), jnp.float32)
+    return x_tr, y_tr + a, x_va, y_va + a
+
+
 def teacher_task(param_seed, data_seed, *, num_train, num_valid, feature_size):
     """x ~ N(0, 1), y = u . relu(M x) with `teacher_weights`. Returns x_tr, y_tr, x_va, y_va."""
     x = _features(data_seed, _TEACHER_DATA_SALT, num_train + num_valid, feature_size)
@@ -356,7 +370,7 @@ def teacher_task(param_seed, data_seed, *, num_train, num_valid, feature_size):
     return x[:num_train], y[:num_train], x[num_train:], y[num_train:]
 
 
-_REGRESSION = {"linear": linear_task, "teacher": teacher_task}
+_REGRESSION = {"linear": linear_task, "affine": affine_task, "teacher": teacher_task}
 
 
 @functools.partial(jax.jit, static_argnames=("kind", "num_train", "num_valid", "feature_size"))

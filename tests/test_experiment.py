@@ -207,6 +207,9 @@ def test_run_writes_outputs_and_kill_resume_is_exact(tmp_path, extra):
         assert (ref_dir / name).exists()
     events = [json.loads(line) for line in (ref_dir / "log.jsonl").read_text().splitlines()]
     assert {"progress", "experiment", "final"} <= {e["event"] for e in events}
+    # Progress keeps its cadence when a new experiment (at 0 individuals) replaces an ended one.
+    progressed = {i for e in events if e["event"] == "progress" for i in e["experiments"]}
+    assert extra or progressed == {0, 1}
     # Killed run: the script, checkpointing after every call, SIGKILLed once it has written a
     # few checkpoints (maybe in the middle of a write); then resumed (here) from its last one.
     work = tmp_path / "killed"

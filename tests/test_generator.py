@@ -171,6 +171,7 @@ def test_registry_and_initial_population():
         "NO_OP",
         "RANDOM",
         "LINEAR",
+        "AFFINE",
         "NEURAL_NET",
         "DAMAGED_NEURAL_NET",
     }
@@ -186,7 +187,7 @@ def test_registry_and_initial_population():
         generator.make_initial_population(key, "NO_OP", spec, (1, 1, 1), 0)
 
     sizes = (3, 2, 5)
-    for name in ("NO_OP", "LINEAR", "NEURAL_NET", "DAMAGED_NEURAL_NET"):
+    for name in ("NO_OP", "LINEAR", "AFFINE", "NEURAL_NET", "DAMAGED_NEURAL_NET"):
         pop = generator.make_initial_population(key, name, spec, sizes, 4)
         single = generator.INITIAL_ALGORITHMS[name](key, spec, sizes)
         for c in COMPONENTS:

@@ -114,7 +114,8 @@ def test_run_stops_on_the_device_when_an_experiment_finishes():
 
 def test_finished_rules():
     """stop_at_fitness (once the initial population is scored), max_train_steps (a 64-bit
-    count), stagnation_individuals (after the initial population); idle slots never finish."""
+    count), stagnation_individuals (after the initial population), max_individuals; idle slots
+    never finish."""
     state, _ = fresh(active=(True, False))
     state = jax.device_get(state)
     pop = state.population._replace(
@@ -137,3 +138,5 @@ def test_finished_rules():
     stale = state._replace(population=pop._replace(num_individuals=np.array([70, 70], np.int32)))
     np.testing.assert_array_equal(finished(stale, config(stagnation_individuals=30)), [True, False])
     assert not np.asarray(finished(stale, config(stagnation_individuals=31))).any()
+    np.testing.assert_array_equal(finished(stale, config(max_individuals=70)), [True, False])
+    assert not np.asarray(finished(stale, config(max_individuals=71))).any()

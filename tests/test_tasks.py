@@ -110,6 +110,22 @@ def test_linear_labels_are_u_dot_x():
     assert abs(x.mean()) < 0.5 and 0.6 < x.std() < 1.4  # N(0, 1) features.
 
 
+def test_affine_labels_are_u_dot_x_plus_a_bias_per_param_seed():
+    spec = _spec("affine", num_tasks=3, param_seeds=(3, 3, 6), data_seeds=(4, 5, 4))
+    ts, _ = tasks.make_tasks(spec)
+    linear, _ = tasks.make_tasks(_spec(num_tasks=3, param_seeds=(3, 3, 6), data_seeds=(4, 5, 4)))
+    np.testing.assert_array_equal(ts.x_train, linear.x_train)  # The linear task's x and u...
+    bias = np.asarray(ts.y_train) - np.asarray(linear.y_train)
+    valid_bias = np.asarray(ts.y_valid) - np.asarray(linear.y_valid)
+    for t in range(3):  # ... plus one bias a per task, in train and valid alike.
+        np.testing.assert_allclose(bias[t], bias[t, 0], atol=1e-5)
+        np.testing.assert_allclose(valid_bias[t], bias[t, 0], atol=1e-5)
+    assert bias[0, 0] == pytest.approx(bias[1, 0], abs=1e-5)  # a comes from the param seed.
+    assert abs(bias[0, 0] - bias[2, 0]) > 1e-3 and abs(bias[0, 0]) > 1e-3
+    with pytest.raises(ValueError, match="must be 'rms'"):
+        _spec("affine", eval_type="accuracy")
+
+
 def test_teacher_zeroed_weights_and_labels():
     spec = _spec("teacher", num_tasks=2, param_seeds=(7, 8))
     ts, _ = tasks.make_tasks(spec)
