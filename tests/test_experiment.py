@@ -326,6 +326,7 @@ def test_parallel_experiments_are_the_experiments_run_one_by_one(tmp_path):
     assert results[2].experiments == 3
 
 
+@pytest.mark.slow  # Slow: a whole parallel TINY run (about 30 s cold).
 def test_parallel_run_stops_at_the_first_sufficient_experiment(tmp_path):
     """Once an experiment's select fitness is sufficient, the others are abandoned: no select
     evaluation for them, but their individuals count."""

@@ -98,6 +98,7 @@ def test_fig4_only_learn_programs_hold_the_regressors_forward_pass(name):
     assert len({str(np.asarray(population.learn.code[i])) for i in range(8)}) > 1
 
 
+@pytest.mark.slow
 def test_affine_regressor_fits_affine_tasks_and_linear_does_not():
     point = _fig4_point("affine_full")
     assert fig4.bar_fitness(point, 0.03) > 0.9999  # AFFINE (its bias learned), 1000 examples.

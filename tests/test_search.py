@@ -59,30 +59,16 @@ def test_generations_per_call_do_not_change_the_results():
     assert (counters.children == 90).all() and (counters.full_evaluations > 0).all()
 
 
-class CompileCount:
-    """Counts XLA compiles (backend compile events) while active."""
-
-    def __enter__(self):
-        self.count = 0
-        jax.monitoring.register_event_duration_secs_listener(self._on)
-        return self
-
-    def _on(self, event, duration, **kwargs):
-        self.count += event == "/jax/core/compile/backend_compile_duration"
-
-    def __exit__(self, *exc):
-        jax.monitoring.unregister_event_duration_listener(self._on)
-
-
 def test_one_compile_for_any_number_of_running_experiments():
     run = search.runner(CONFIG)
-    with CompileCount() as compiles:
-        for active in [(True, True), (True, False), (False, True), (False, False)]:
-            state, tasks_ = fresh(active=active)
-            state = run(state, tasks_, 2)
-            generations = np.asarray(state.population.generation)
-            np.testing.assert_array_equal(generations, np.where(active, 2, 0))  # Idle: untouched.
-    assert compiles.count <= 1  # 0 when an earlier test compiled it.
+    before = run._cache_size()  # Earlier tests may have compiled it (for other placements too).
+    for active in [(True, True), (True, False), (False, True), (False, False)]:
+        state, tasks_ = fresh(active=active)
+        state = run(state, tasks_, 2)
+        generations = np.asarray(state.population.generation)
+        np.testing.assert_array_equal(generations, np.where(active, 2, 0))  # Idle: untouched.
+    # The runner's own compiles (other tests' and threads' compiles do not count here).
+    assert run._cache_size() <= before + 1
 
 
 @pytest.mark.slow
@@ -96,6 +82,7 @@ def test_results_do_not_depend_on_the_number_of_devices():
     leaves_equal(*results)
 
 
+@pytest.mark.slow  # Slow: a search run to its first finish (about 20 s cold).
 def test_run_stops_on_the_device_when_an_experiment_finishes():
     cfg = config(stop_at_fitness=0.2)
     run = search.runner(cfg)
