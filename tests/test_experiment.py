@@ -100,6 +100,7 @@ def test_bad_task_config_names_the_collection():
         config.build(cfg)
 
 
+@pytest.mark.slow  # Seven script runs, about 16 s cold.
 def test_script_reports_bad_flags_in_one_line(tmp_path):
     proc = _run(tmp_path / "w", "--config.population_size=-3", check=False)
     assert proc.returncode == 2
@@ -326,7 +327,7 @@ def test_parallel_experiments_are_the_experiments_run_one_by_one(tmp_path):
     assert results[2].experiments == 3
 
 
-@pytest.mark.slow  # Slow: a whole parallel TINY run (about 30 s cold).
+@pytest.mark.slow  # A whole parallel TINY run: about 30 s cold.
 def test_parallel_run_stops_at_the_first_sufficient_experiment(tmp_path):
     """Once an experiment's select fitness is sufficient, the others are abandoned: no select
     evaluation for them, but their individuals count."""

@@ -82,7 +82,7 @@ def test_results_do_not_depend_on_the_number_of_devices():
     leaves_equal(*results)
 
 
-@pytest.mark.slow  # Slow: a search run to its first finish (about 20 s cold).
+@pytest.mark.slow  # A search run to its first finish: about 20 s cold.
 def test_run_stops_on_the_device_when_an_experiment_finishes():
     cfg = config(stop_at_fitness=0.2)
     run = search.runner(cfg)

@@ -133,6 +133,7 @@ def test_scores_match_score_and_count_budget_dedupe_and_fec_hits():
     assert c["train_steps"] == 8 * FP_STEPS + 2 * FULL_STEPS
 
 
+@pytest.mark.slow  # About 14 s cold, on the scoring worker.
 def test_early_stop_shortcut_and_equal_fingerprints_in_one_batch():
     """A deterministic program that blows up in the FEC pass gets 0 without a full evaluation; a
     random-op program with the very same fingerprint is scored through the FEC entry of the
