@@ -79,6 +79,7 @@ def _plain_steady_state(key, config, num_steps):
     return programs, fitness
 
 
+@pytest.mark.slow  # About 10 s cold: the default suite stays under 4 minutes.
 def test_k1_equals_plain_steady_state():
     config = _config(12, 1)
     state = evolve(evolution.init(jax.random.key(3), config), config, 40)
@@ -148,6 +149,7 @@ def test_config_errors_and_sizes_default_to_the_spec():
     assert _config(10, 2).sizes == (10, 2, 8)
 
 
+@pytest.mark.slow  # About 10 s cold: the default suite stays under 4 minutes.
 def test_ask_and_tell_with_a_users_fitness_improve_a_toy_objective_under_jit():
     config = _config(60, 15)
     state = evolve(evolution.init(jax.random.key(7), config), config, 4)  # The initial population.

@@ -392,6 +392,7 @@ def test_trade_instruction_keeps_length():
     assert 0.05 < n_same / n_total < 0.5  # The new instruction is sometimes the one deleted.
 
 
+@pytest.mark.slow  # About 10 s cold: the default suite stays under 4 minutes.
 def test_determinism_batch_and_unbatched():
     parents = random_parents()
     params = MutationParams(tuple(range(8)), 0.9, size_min=(0, 0, 0), size_max=(8, 5, 0))
