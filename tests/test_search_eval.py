@@ -99,6 +99,7 @@ def _swapped_product(program):
     )
 
 
+@pytest.mark.slow  # About 34 s cold, on the scoring worker.
 def test_scores_match_score_and_count_budget_dedupe_and_fec_hits():
     scorer = Scorer(SPEC, [linear_group().tasks], BUDGET)
     children = [respec(p) for p in (linear(), linear(0.1), overlong_linear())]
