@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from ml_collections import config_dict
 
-from azjax import baselines, config, program_io, pruning, tasks
+from azjax import baselines, config, kernels, program_io, pruning, tasks
 from azjax import ops as ops_lib
 from azjax.program import ProgramSpec, instructions
 from azjax.reproduce import runs
@@ -34,9 +34,6 @@ _MULTIPLY = {
     ops_lib.op_ids(["VECTOR_PRODUCT_OP"])[0],
     ops_lib.op_ids(["MATRIX_VECTOR_PRODUCT_OP"])[0],
     ops_lib.op_ids(["SCALAR_VECTOR_PRODUCT_OP"])[0],
-}
-_PARTIAL = {  # Ops that write one element: the rest of the old value stays.
-    op.id for op in ops_lib.OPS if op.data in (ops_lib.Data.CONST_VECTOR, ops_lib.Data.CONST_MATRIX)
 }
 
 
@@ -56,7 +53,7 @@ def _flow(code, deps: dict[str, frozenset]) -> dict[str, frozenset]:
                 name = _name(kind, address)
                 sources |= deps.get(name, {name})
         out = _name(op.out, ins.out)
-        if ins.op in _PARTIAL:
+        if ins.op in kernels.PARTIAL_WRITE_OPS:  # One element written: the rest stays.
             sources |= deps.get(out, {out})
         deps[out] = frozenset(sources)
     return deps
